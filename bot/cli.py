@@ -1,0 +1,266 @@
+"""The `keepwell` command line: thin commands over the services (CONTRACT §3).
+
+Exit codes: 0 success; 1 the operation failed (one-line reason); 2 bad input (a precise message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bot import render
+from bot.config import KeepwellConfig, Settings, load_config, load_settings
+from bot.db.engine import make_engine, migrate
+from bot.errors import BadInput, KeepwellError
+from bot.importer.kinds import KINDS
+from bot.services import Keepwell, health_dict
+from bot.store import Book
+
+app = typer.Typer(
+    help="Keepwell: account health, honest retention and reviewed check-in drafts for CS teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="The day to report for, YYYY-MM-DD (default: today, UTC).")
+]
+
+
+class Runtime:
+    """Settings and configuration, loaded once per invocation and passed down."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._config: KeepwellConfig | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def config(self) -> KeepwellConfig:
+        if self._config is None:
+            self._config = load_config(self.settings.config_path)
+        return self._config
+
+    def service(self, db: str | None) -> Keepwell:
+        engine = make_engine(db or self.settings.database_url)
+        migrate(engine)
+        return Keepwell(Book(engine), self.config)
+
+
+runtime = Runtime()
+
+
+def parse_day(value: str | None, option: str) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{option}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS)}.")],
+    file: Annotated[Path, typer.Argument(help="The CSV file.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file; write nothing.")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a CSV file whole or not at all (re-importing changes nothing)."""
+    if kind not in KINDS:
+        raise BadInput(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
+    report = runtime.service(db).import_file(kind, file, dry_run=dry_run)
+    if as_json:
+        emit_json({"kind": report.kind, "file": report.path, "rows": report.rows, "dry_run": dry_run,
+                   "warnings": report.warnings, "seconds": round(report.seconds, 3)})
+    else:
+        render.import_report(out, report)
+
+
+@app.command()
+def score(db: DbOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
+    """Compute and store today's health snapshot for every account."""
+    summary = runtime.service(db).score(parse_day(as_of, "--as-of"))
+    if as_json:
+        emit_json({"as_of": summary.as_of.isoformat(), "customers": summary.accounts,
+                   "bands": summary.bands, "danger_zone": summary.danger,
+                   "forgotten_zone": summary.forgotten, "seconds": round(summary.seconds, 3)})
+    else:
+        render.score_summary(out, summary)
+
+
+@app.command()
+def health(
+    account: Annotated[str, typer.Argument(help="An account id or (part of) its name.")],
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One account's health card: score, band, zones and the drivers behind them."""
+    card = runtime.service(db).health(account, parse_day(as_of, "--as-of"))
+    if as_json:
+        emit_json({**health_dict(card.item), "as_of": card.as_of.isoformat(),
+                   "team": [{"member": m, "function": f} for m, f in card.team]})
+    else:
+        render.health_card(out, card)
+
+
+SegmentOpt = Annotated[
+    str | None,
+    typer.Option("--segment", help="e.g. 'tier:enterprise health<60 renewal<90d' (terms are ANDed)."),
+]
+
+
+@app.command()
+def risk(
+    segment: SegmentOpt = None, db: DbOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Customers at risk (at-risk band, danger or forgotten zone), most revenue at stake first."""
+    day = parse_day(as_of, "--as-of")
+    rows = runtime.service(db).risk(day, segment)
+    if as_json:
+        emit_json([health_dict(r) for r in rows])
+    else:
+        render.account_table(out, rows, f"At risk on {day}: {len(rows)} accounts, most MRR first")
+
+
+@app.command()
+def accounts(
+    segment: SegmentOpt = None,
+    everyone: Annotated[bool, typer.Option("--all", help="Every account, churned or not.")] = False,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The customers on --as-of (or a segment of them) with their health, lowest first."""
+    day = parse_day(as_of, "--as-of")
+    rows = runtime.service(db).accounts(day, segment, everyone=everyone)
+    if as_json:
+        items = []
+        for r in rows:
+            item = health_dict(r)
+            if everyone:
+                item["start_date"] = r.account.start_date.isoformat()
+                item["churn_date"] = r.account.churn_date.isoformat() if r.account.churn_date else None
+            items.append(item)
+        emit_json(items)
+    else:
+        what = "accounts" if everyone else "customers"
+        render.account_table(out, rows, f"{len(rows)} {what} on {day}", show_dates=everyone)
+
+
+@app.command()
+def retention(
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (default: --as-of).")] = None,
+    with_cohorts: Annotated[bool, typer.Option("--cohorts", help="Add monthly cohorts.")] = False,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retention and churn for a window (default: the 12 months to --as-of), new and lost beside the rate."""
+    day = parse_day(as_of, "--as-of")
+    last = parse_day(end, "--to") if end else day
+    first = parse_day(start, "--from") if start else last - timedelta(days=364)
+    service = runtime.service(db)
+    report = service.retention(first, last)
+    table = service.cohorts(first, last) if with_cohorts else []
+    if as_json:
+        data = report.to_dict()
+        if with_cohorts:
+            data["cohorts"] = [
+                {"month": c.month.strftime("%Y-%m"), "size": c.size, "retained_pct": list(c.retained_pct)}
+                for c in table
+            ]
+        emit_json(data)
+    else:
+        render.retention_view(out, report)
+        if with_cohorts:
+            render.cohort_table(out, table)
+
+
+@app.command()
+def reviews(
+    within: Annotated[int, typer.Option("--within", help="Days ahead to look.")] = 90,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Renewals coming due, soonest first."""
+    day = parse_day(as_of, "--as-of")
+    items = runtime.service(db).reviews(day, within)
+    if as_json:
+        emit_json([
+            {"account_id": d.account.account_id, "name": d.account.name, "kind": d.kind,
+             "due_date": d.due.isoformat(), "days_left": d.days_left,
+             "score": d.health.score if d.health else None, "band": d.health.band if d.health else None,
+             "mrr": float(d.account.mrr) if d.account.mrr is not None else None,
+             "owner_email": d.account.owner_email}
+            for d in items
+        ])
+    else:
+        render.reviews(out, items, within)
+
+
+@app.command()
+def demo(
+    n_accounts: Annotated[int, typer.Option("--accounts", min=10, max=20000, help="Book size.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same book.")] = 7,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Build a believable demo book, score it, show the portfolio and write sample drafts."""
+    from bot.demo import run_demo
+
+    run_demo(runtime.service(db), out, accounts=n_accounts, seed=seed, as_of=parse_day(as_of, "--as-of"),
+             data_dir=Path("demo-data"), outbox=runtime.settings.outbox)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every KeepwellError becomes one line and its exit code, never a traceback.
+
+    Typer itself answers usage errors (exit 2) and --help; anything else raised by a command
+    arrives here.
+    """
+    try:
+        app(args=argv, prog_name="keepwell")
+    except KeepwellError as exc:
+        err.print(f"keepwell: {exc.message}", markup=False)
+        for line in exc.details:
+            err.print(f"  {line}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was half-written")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, the full trace only when asked
+        if os.environ.get("KEEPWELL_DEBUG"):
+            raise
+        err.print(f"keepwell: internal error: {type(exc).__name__}: {exc} "
+                  "(run with KEEPWELL_DEBUG=1 for the traceback)", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Typed settings: environment (and .env) for secrets and places, keepwell.toml for behaviour.
+
+Loaded once in the CLI's entry point and passed down; nothing imports a settings singleton.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import BadInput
+
+PLACEHOLDERS = ("changeme", "change-me", "replace-me", "your-", "xxx", "<", "todo", "example")
+
+
+class Settings(BaseSettings):
+    """Where things are and the secrets to reach them (CONTRACT §2)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///./keepwell.db", validation_alias="KEEPWELL_DATABASE_URL")
+    config_path: Path | None = Field(None, validation_alias="KEEPWELL_CONFIG")
+    slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    google_api_url: str | None = Field(None, validation_alias="KEEPWELL_GOOGLE_API_URL")
+    google_token: Path = Field(
+        Path("~/.config/keepwell/google-token.json"), validation_alias="KEEPWELL_GOOGLE_TOKEN"
+    )
+    google_application_credentials: Path | None = Field(
+        None, validation_alias="GOOGLE_APPLICATION_CREDENTIALS"
+    )
+    secret_key: str | None = Field(None, validation_alias="KEEPWELL_SECRET_KEY")
+    outbox: Path = Field(Path("./outbox"), validation_alias="KEEPWELL_OUTBOX")
+
+    @field_validator(
+        "slack_bot_token", "slack_signing_secret", "slack_app_token", "secret_key", mode="after"
+    )
+    @classmethod
+    def _no_placeholders(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        low = value.strip().lower()
+        if any(low.startswith(p) or low == p.strip("-<") for p in PLACEHOLDERS):
+            raise ValueError("looks like a placeholder, not a real secret")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; a bad value becomes one line naming the variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "settings"
+        field = Settings.model_fields.get(name)
+        alias = field.validation_alias if field and isinstance(field.validation_alias, str) else name
+        raise BadInput(f"{alias}: {err['msg']}") from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Weights(_Strict):
+    """Relative weight of each health factor; they renormalise over the factors that have data."""
+
+    engagement: float = Field(20, ge=0)
+    usage_trend: float = Field(15, ge=0)
+    stickiness: float = Field(10, ge=0)
+    seat_utilisation: float = Field(10, ge=0)
+    nps: float = Field(15, ge=0)
+    tickets: float = Field(10, ge=0)
+    invoices: float = Field(10, ge=0)
+    last_touch: float = Field(5, ge=0)
+    champion: float = Field(5, ge=0)
+    renewal: float = Field(5, ge=0)
+
+
+class Bands(_Strict):
+    healthy: int = Field(70, ge=0, le=100)
+    watch: int = Field(40, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bands:
+        if self.watch > self.healthy:
+            raise ValueError("watch must not be above healthy")
+        return self
+
+
+class HealthConfig(_Strict):
+    """The scorecard: weights, bands and the thresholds each factor is read against."""
+
+    weights: Weights = Weights()
+    bands: Bands = Bands()
+    window_days: int = Field(30, ge=7, le=180)
+    danger_quantile: float = Field(0.25, gt=0, lt=1)
+    forgotten_days: int = Field(30, ge=1, le=365)
+    nps_days: int = Field(365, ge=30)
+    stickiness_target: float = Field(0.4, gt=0, le=1)
+    seat_target: float = Field(0.8, gt=0, le=1)
+    trend_floor_pct: float = Field(-50, lt=0)
+    trend_ceiling_pct: float = Field(25, gt=0)
+    touch_fresh_days: int = Field(30, ge=1)
+    touch_stale_days: int = Field(120, ge=2)
+    renewal_horizon_days: int = Field(90, ge=1)
+    invoice_zero_days: int = Field(60, ge=1)
+    ticket_weights: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 4.0, "high": 2.0, "normal": 1.0, "low": 0.5}
+    )
+    bug_multiplier: float = Field(1.5, ge=1)
+    ticket_zero_load: float = Field(8, gt=0)
+
+
+class ReviewsConfig(_Strict):
+    renewal_within_days: int = Field(90, ge=1)
+
+
+class DigestConfig(_Strict):
+    channel: str
+    schedule: str
+    timezone: str = "UTC"
+    segment: str | None = None
+    only_when_changed: bool = False
+
+
+class KeepwellConfig(_Strict):
+    """The whole of keepwell.toml."""
+
+    health: HealthConfig = HealthConfig()
+    reviews: ReviewsConfig = ReviewsConfig()
+    digests: list[DigestConfig] = []
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_config(path: Path | None) -> KeepwellConfig:
+    """Read keepwell.toml (or the built-in defaults); any problem is one line naming the key."""
+    if path is None:
+        default = Path("keepwell.toml")
+        if not default.exists():
+            return KeepwellConfig()
+        path = default
+    path = Path(os.path.expanduser(path))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return KeepwellConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _dotted(tuple(err["loc"])) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise BadInput(f"{path}: {key}: {msg}") from None

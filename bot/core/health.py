@@ -1,0 +1,314 @@
+"""The health scorecard: inputs about one account (and its peers) → a 0–100 score with its drivers.
+
+Each factor reads one kind of evidence and gives a sub-score from 0 to 100. The score is the weighted
+mean of the factors that have data (a factor with no data is left out and the weights renormalise —
+never a silent zero). Each driver's impact is its weighted distance from a neutral 50, so that
+score = 50 + the sum of the impacts (to rounding): a person can see what pushed it up or down.
+One rule overrides the mean: an account in the forgotten zone (no use for 30 days) is capped below
+the watch band, and that cap is itself a driver with the points it took away.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from math import floor
+
+from bot.config import HealthConfig
+from bot.core.model import Driver, HealthInputs, HealthScore
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The engagement of the customers an account is compared with, sorted ascending."""
+
+    engagements: tuple[float, ...]
+    quantile: float
+
+    @classmethod
+    def of(cls, values: Sequence[float | None], quantile: float) -> Peers:
+        return cls(tuple(sorted(v for v in values if v is not None)), quantile)
+
+    @property
+    def threshold(self) -> float | None:
+        """The engagement below which an account is in the danger zone (bottom quantile)."""
+        if len(self.engagements) < 4:
+            return None
+        return self.engagements[floor(self.quantile * (len(self.engagements) - 1))]
+
+    def percentile(self, value: float) -> float:
+        """Share of peers with lower engagement, ties counted half (0–100)."""
+        n = len(self.engagements)
+        if n == 0:
+            return 50.0
+        below = bisect_left(self.engagements, value)
+        equal = bisect_right(self.engagements, value) - below
+        return 100.0 * (below + equal / 2) / n
+
+
+def lookback_days(cfg: HealthConfig) -> int:
+    """How far back usage is read: two scoring windows, or the forgotten-zone span if longer."""
+    return max(2 * cfg.window_days, cfg.forgotten_days)
+
+
+def band_of(score: int, cfg: HealthConfig) -> str:
+    if score >= cfg.bands.healthy:
+        return "healthy"
+    if score >= cfg.bands.watch:
+        return "watch"
+    return "at_risk"
+
+
+def engagement(inputs: HealthInputs) -> float | None:
+    """Engagement frequency: the days each licensed (or active) user was active in the window."""
+    usage = inputs.usage
+    if usage is None:
+        return None
+    base = inputs.account.seats or usage.mau or usage.peak_dau
+    if not base:
+        return 0.0
+    return round(usage.user_days / base, 2)
+
+
+def stickiness(inputs: HealthInputs, window_days: int) -> float | None:
+    """Average daily active users ÷ monthly (window) active users; needs user-level usage."""
+    usage = inputs.usage
+    if usage is None or not usage.mau:
+        return None
+    return round(usage.user_days / window_days / usage.mau, 3)
+
+
+def _linear(value: float, zero_at: float, full_at: float) -> float:
+    """0 at zero_at, 100 at full_at, straight in between, clamped."""
+    if full_at == zero_at:
+        return 100.0
+    return max(0.0, min(100.0, 100.0 * (value - zero_at) / (full_at - zero_at)))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One factor's verdict before weighting."""
+
+    factor: str
+    subscore: float
+    value: object
+    explanation: str
+
+
+Factor = Callable[[HealthInputs, HealthConfig, date, Peers], Reading | None]
+
+
+def _engagement(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    value = engagement(inp)
+    if value is None or not peers.engagements:
+        return None
+    pct = peers.percentile(value)
+    threshold = peers.threshold
+    unit = "seat" if inp.account.seats else "user"
+    text = f"each {unit} active {value:g} days of the last {cfg.window_days}; higher than {pct:.0f}% of peers"
+    if threshold is not None and value <= threshold:
+        text += f" (bottom quartile: {threshold:g} or less)"
+    return Reading("engagement", pct, value, text)
+
+
+def _usage_trend(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    usage = inp.usage
+    if usage is None or usage.prev_user_days <= 0:
+        return None
+    change = 100.0 * (usage.user_days - usage.prev_user_days) / usage.prev_user_days
+    change = round(change, 1)
+    if change <= 0:
+        sub = 75.0 * _linear(change, cfg.trend_floor_pct, 0) / 100
+    else:
+        sub = 75.0 + 25.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100
+    word = "down" if change < 0 else "up"
+    text = f"usage {word} {abs(change):g}% against the previous {cfg.window_days} days"
+    if change == 0:
+        text = f"usage flat against the previous {cfg.window_days} days"
+    return Reading("usage_trend", sub, change, text)
+
+
+def _stickiness(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    value = stickiness(inp, cfg.window_days)
+    if value is None:
+        return None
+    text = (
+        f"stickiness {value:.0%} against a target of {cfg.stickiness_target:.0%}"
+        " (daily ÷ monthly active users)"
+    )
+    return Reading("stickiness", _linear(value, 0, cfg.stickiness_target), value, text)
+
+
+def _seats(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    usage, seats = inp.usage, inp.account.seats
+    if usage is None or not seats:
+        return None
+    users = usage.mau if usage.mau is not None else usage.peak_dau
+    value = round(users / seats, 3)
+    who = "monthly active users" if usage.mau is not None else "peak daily users"
+    text = f"{users} {who} on {seats} seats ({value:.0%} utilisation)"
+    return Reading("seat_utilisation", _linear(value, 0, cfg.seat_target), value, text)
+
+
+def _nps(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    since = as_of - timedelta(days=cfg.nps_days)
+    answers = sorted((r for r in inp.nps if since < r.day <= as_of), key=lambda r: r.day)
+    if not answers:
+        return None
+    latest = answers[-1]
+    promoters = sum(1 for r in answers if r.score >= 9)
+    detractors = sum(1 for r in answers if r.score <= 6)
+    nps = round(100 * (promoters - detractors) / len(answers))
+    sub = 0.5 * latest.score * 10 + 0.5 * (nps + 100) / 2
+    kind = "promoter" if latest.score >= 9 else "detractor" if latest.score <= 6 else "passive"
+    text = f"latest NPS answer {latest.score} ({kind}, {latest.day.isoformat()})"
+    if len(answers) > 1:
+        text += f"; NPS {nps:+d} from {len(answers)} answers in the last {cfg.nps_days} days"
+    return Reading("nps", sub, {"latest": latest.score, "nps": nps, "responses": len(answers)}, text)
+
+
+def _tickets(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    if inp.open_tickets is None:
+        return None
+    load = 0.0
+    for t in inp.open_tickets:
+        weight = cfg.ticket_weights.get(t.priority, 1.0)
+        load += weight * (cfg.bug_multiplier if t.kind == "bug" else 1.0)
+    load = round(load, 2)
+    count = len(inp.open_tickets)
+    if count == 0:
+        return Reading("tickets", 100.0, 0, "no open support tickets")
+    urgent = sum(1 for t in inp.open_tickets if t.priority == "urgent")
+    bugs = sum(1 for t in inp.open_tickets if t.kind == "bug")
+    parts = [f"{count} open ticket{'s' if count != 1 else ''}"]
+    if urgent:
+        parts.append(f"{urgent} urgent")
+    if bugs:
+        parts.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
+    text = ", ".join(parts) + f" (weighted load {load:g})"
+    return Reading("tickets", 100.0 - _linear(load, 0, cfg.ticket_zero_load), load, text)
+
+
+def _invoices(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    if inp.overdue_invoices is None:
+        return None
+    if not inp.overdue_invoices:
+        return Reading("invoices", 100.0, 0, "no overdue invoices")
+    worst = max((as_of - i.due_date).days for i in inp.overdue_invoices)
+    total = sum(i.amount for i in inp.overdue_invoices)
+    count = len(inp.overdue_invoices)
+    sub = 40.0 * (1 - _linear(worst, 0, cfg.invoice_zero_days) / 100)  # overdue never helps
+    text = (
+        f"{count} overdue invoice{'s' if count != 1 else ''} totalling {total:,.2f}; "
+        f"the oldest {worst} days past due"
+    )
+    return Reading("invoices", sub, worst, text)
+
+
+def _last_touch(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    if not inp.touches_known:
+        return None
+    if inp.last_touch is None:
+        return Reading("last_touch", 0.0, None, "no recorded touch with this account")
+    days = (as_of - inp.last_touch).days
+    sub = 100.0 - _linear(days, cfg.touch_fresh_days, cfg.touch_stale_days)
+    return Reading("last_touch", sub, days, f"last touch {days} days ago ({inp.last_touch.isoformat()})")
+
+
+def _champion(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    if inp.has_champion is None:
+        return None
+    if inp.has_champion:
+        return Reading("champion", 100.0, True, "a champion contact is on record")
+    return Reading("champion", 0.0, False, "no champion contact on record")
+
+
+def _renewal(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
+    renewal = inp.account.renewal_date
+    if renewal is None:
+        return None
+    days = (renewal - as_of).days
+    if days < 0:
+        return Reading("renewal", 0.0, days, f"renewal date {renewal.isoformat()} has passed")
+    sub = _linear(days, 0, cfg.renewal_horizon_days)
+    text = f"renewal in {days} days ({renewal.isoformat()})"
+    return Reading("renewal", sub, days, text)
+
+
+FACTORS: tuple[Factor, ...] = (
+    _engagement, _usage_trend, _stickiness, _seats, _nps, _tickets, _invoices, _last_touch, _champion,
+    _renewal,
+)
+
+
+def score_account(
+    inputs: HealthInputs,
+    cfg: HealthConfig,
+    as_of: date,
+    peers: Peers,
+    previous_score: int | None = None,
+) -> HealthScore:
+    """Score one account against its peers as of a day."""
+    weights = cfg.weights.model_dump()
+    readings = [r for f in FACTORS if (r := f(inputs, cfg, as_of, peers)) is not None]
+    readings = [r for r in readings if weights[r.factor] > 0]
+    total = sum(weights[r.factor] for r in readings)
+    drivers: list[Driver] = []
+    raw = 50.0
+    if total > 0:
+        raw = sum(weights[r.factor] * r.subscore for r in readings) / total
+        for r in readings:
+            impact = round(weights[r.factor] / total * (r.subscore - 50.0), 1)
+            drivers.append(Driver(r.factor, r.value, impact, r.explanation))
+    drivers.sort(key=lambda d: (-abs(d.impact), d.factor))
+    score = max(0, min(100, round(raw)))
+    usage = inputs.usage
+    eng = engagement(inputs)
+    threshold = peers.threshold
+    forgotten = usage is not None and (
+        usage.last_active is None or (as_of - usage.last_active).days >= cfg.forgotten_days
+    )
+    danger = forgotten or (eng is not None and threshold is not None and eng <= threshold)
+    if forgotten and usage is not None:
+        # An account nobody uses is at risk whatever else looks fine: the score is capped below watch.
+        cap = cfg.bands.watch - 1
+        lost = float(max(0, score - cap))
+        score = min(score, cap)
+        since = (
+            f"last used {usage.last_active.isoformat()}" if usage.last_active
+            else f"no use on record in the last {lookback_days(cfg)} days"
+        )
+        capped = f"; score capped at {cap}" if lost else ""
+        drivers.insert(0, Driver(
+            "forgotten_zone", usage.last_active.isoformat() if usage.last_active else None, -lost,
+            f"no product use in the last {cfg.forgotten_days} days ({since}){capped}",
+        ))
+    return HealthScore(
+        account_id=inputs.account.account_id,
+        name=inputs.account.name,
+        score=score,
+        band=band_of(score, cfg),
+        danger_zone=danger,
+        forgotten_zone=forgotten,
+        stickiness=stickiness(inputs, cfg.window_days),
+        engagement=eng,
+        drivers=tuple(drivers),
+        previous_score=previous_score,
+    )
+
+
+def score_book(
+    inputs: Sequence[HealthInputs],
+    cfg: HealthConfig,
+    as_of: date,
+    previous: dict[str, int] | None = None,
+) -> tuple[list[HealthScore], Peers]:
+    """Score every account; peers are the customers on `as_of` that have usage data."""
+    peers = Peers.of(
+        [engagement(i) for i in inputs if i.account.is_customer_on(as_of)], cfg.danger_quantile
+    )
+    previous = previous or {}
+    scores = [score_account(i, cfg, as_of, peers, previous.get(i.account.account_id)) for i in inputs]
+    return scores, peers

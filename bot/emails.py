@@ -1,0 +1,113 @@
+"""Check-in emails: templates rendered in a sandbox, then built as MIME messages.
+
+Rendering is kept apart from delivery (the outbox here, Gmail drafts later). Templates come from
+`templates/email/` — `NAME.subject.j2`, `NAME.txt.j2` and `NAME.html.j2` — and are rendered with
+Jinja2's sandbox, StrictUndefined (a missing merge field is an error, never a blank) and HTML
+autoescaping for the HTML part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from bot.errors import BadInput
+
+MAX_OUTPUT = 200_000
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def builtin_templates() -> Path:
+    """templates/ of a source checkout, or the copy shipped inside the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("Keepwell's templates folder is missing from this installation")
+
+
+class RenderError(ValueError):
+    """A template could not be rendered for one recipient (a missing field, a limit)."""
+
+
+def environment(extra: Path | None = None) -> SandboxedEnvironment:
+    paths = [str(p) for p in (extra, builtin_templates() / "email") if p is not None]
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(paths),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def header_text(value: str) -> str:
+    """A value safe for one header line: control characters (CR, LF, NUL…) become spaces."""
+    return " ".join(CONTROL.sub(" ", unicodedata.normalize("NFC", value)).split())
+
+
+@dataclass(frozen=True)
+class Draft:
+    template: str
+    account_id: str
+    to_email: str
+    to_name: str
+    from_email: str | None
+    from_name: str | None
+    subject: str
+    text: str
+    html: str
+    message_id: str
+
+
+def message_id(*parts: str) -> str:
+    """A deterministic Message-ID: the same draft always gets the same one (idempotent retries)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"<keepwell-{digest}@keepwell.invalid>"
+
+
+def render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, text, html) of template NAME for one recipient, or RenderError saying why not."""
+    parts = []
+    for suffix in ("subject.j2", "txt.j2", "html.j2"):
+        try:
+            out = env.get_template(f"{name}.{suffix}").render(context)
+        except TemplateNotFound:
+            raise BadInput(f"no email template {name!r} (expected {name}.{suffix})") from None
+        except TemplateError as exc:
+            raise RenderError(f"template {name}.{suffix}: {exc.message}") from None
+        if len(out) > MAX_OUTPUT:
+            raise RenderError(f"template {name}.{suffix} rendered more than {MAX_OUTPUT} characters")
+        parts.append(out)
+    subject = header_text(parts[0])
+    if not subject:
+        raise RenderError(f"template {name} rendered an empty subject")
+    return subject, parts[1].strip() + "\n", parts[2]
+
+
+def to_mime(draft: Draft, when: datetime) -> EmailMessage:
+    """A multipart/alternative message; headers can never be split by data (CR/LF are removed)."""
+    msg = EmailMessage(policy=SMTP)
+    msg["To"] = Address(header_text(draft.to_name), addr_spec=header_text(draft.to_email))
+    if draft.from_email:
+        msg["From"] = Address(header_text(draft.from_name or ""), addr_spec=header_text(draft.from_email))
+    msg["Subject"] = header_text(draft.subject)
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = draft.message_id
+    msg["X-Keepwell-Template"] = header_text(draft.template)
+    msg["X-Keepwell-Account"] = header_text(draft.account_id)
+    msg.set_content(draft.text)
+    msg.add_alternative(draft.html, subtype="html")
+    return msg

@@ -1,0 +1,361 @@
+"""The nine file kinds of CONTRACT §4: their columns, cross-field rules, keys and upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+import bot.db.sqlite_adapters  # noqa: F401  (raw executemany on SQLite stores what SQLAlchemy would)
+from bot.db.types import utcnow
+from bot.importer import cells as c
+
+AMBIGUOUS = -1
+
+
+class RowError(ValueError):
+    """A problem with one row that is not about a single cell's format."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    parse: Callable[[str], Any]
+    required: bool = False
+
+
+class Context:
+    """What a kind needs to know about the book while it reads rows (loaded lazily, once)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.now = utcnow()
+        self._accounts: dict[str, int] | None = None
+        self._domains: dict[str, int] | None = None
+        self._contacts: dict[str, int | None] | None = None
+        self.user_level = False
+        self.usage_days: tuple[date, date] | None = None
+        self.unmatched_contacts = 0
+
+    def account_pk(self, account_id: str, column: str = "account_id") -> int:
+        try:
+            return self._accounts[account_id]  # type: ignore[index]
+        except KeyError:
+            raise RowError(
+                column, f"unknown account {account_id!r} (import it in an accounts file first)"
+            ) from None
+        except TypeError:
+            rows = self.conn.execute(text("SELECT account_id, id FROM accounts"))
+            self._accounts = {r[0]: r[1] for r in rows}
+            return self.account_pk(account_id, column)
+
+    def account_for_email(self, email: str) -> int | None:
+        """The account whose domain is the email's domain (or a parent of it); None if no match."""
+        if self._domains is None:
+            self._domains = {}
+            for domain, pk in self.conn.execute(
+                text("SELECT domain, id FROM accounts WHERE domain IS NOT NULL")
+            ):
+                self._domains[domain] = AMBIGUOUS if domain in self._domains else pk
+        host = email.rsplit("@", 1)[-1]
+        while "." in host:
+            pk = self._domains.get(host)
+            if pk == AMBIGUOUS:
+                raise RowError("email", f"domain {host!r} belongs to several accounts; give account_id")
+            if pk is not None:
+                return pk
+            host = host.split(".", 1)[1]
+        return None
+
+    def contact_account(self, email: str) -> int | None:
+        if self._contacts is None:
+            rows = self.conn.execute(text("SELECT email, account_pk FROM contacts"))
+            self._contacts = {r[0]: r[1] for r in rows}
+        return self._contacts.get(email)
+
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    table: str
+    columns: tuple[Column, ...]
+    insert: tuple[str, ...]  # the table's columns, in the order build() returns values
+    conflict: tuple[str, ...]  # the upsert key
+    key: tuple[int, ...]  # positions in the built row that make the duplicate-detection key
+    build: Callable[[dict[str, Any], Context], Row]
+    key_label: str = ""
+    alternatives: tuple[tuple[str, ...], ...] = ()  # "one of these columns is required"
+    exclusive: tuple[tuple[str, str], ...] = ()  # pairs of columns that must not both be present
+    finish: Callable[[Context], None] | None = None
+    after_header: Callable[[Kind, Sequence[str], Context], Kind] | None = None
+    required: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "required", tuple(col.name for col in self.columns if col.required))
+
+    def upsert_sql(self, sqlite: bool) -> str:
+        mark = "?" if sqlite else "%s"
+        cols = ", ".join(self.insert)
+        marks = ", ".join(mark for _ in self.insert)
+        updates = [col for col in self.insert if col not in self.conflict]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{col} = excluded.{col}" for col in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        return (
+            f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(self.conflict)}) {action}"
+        )
+
+    def write(self, ctx: Context, rows: list[Row]) -> None:
+        if not rows:
+            return
+        ctx.conn.exec_driver_sql(self.upsert_sql(ctx.sqlite), rows)
+
+
+ROLES = c.enum_parser("champion", "decision_maker", "user", "billing", "other")
+TOUCHPOINTS = c.enum_parser("onboarding", "qbr", "support", "renewal", "other")
+PRIORITIES = c.enum_parser("urgent", "high", "normal", "low")
+TICKET_KINDS = c.enum_parser("bug", "question", "feature", "other")
+CHANNELS = c.enum_parser("email", "meeting", "call", "chat", "other")
+TEAMS = c.enum_parser("sales", "cs", "support", "marketing", "product", "other")
+SENTIMENTS = c.enum_parser("positive", "neutral", "negative")
+TOUCH_KINDS = c.enum_parser("checkin", "qbr", "renewal", "onboarding", "other")
+FUNCTIONS = c.enum_parser("sales", "cs", "support", "marketing", "product", "exec")
+ID = c.text_parser(200)
+NAME = c.text_parser(300)
+SHORT = c.text_parser(200)
+LONG = c.text_parser(10_000)
+
+
+def _account(v: dict[str, Any], ctx: Context) -> Row:
+    start, churn = v["start_date"], v.get("churn_date")
+    if churn is not None and churn <= start:
+        raise RowError("churn_date", f"churn_date {churn} is not after start_date {start}")
+    if v.get("churn_reason") and churn is None:
+        raise RowError("churn_reason", "churn_reason given without a churn_date")
+    return (
+        v["account_id"], v["name"], start, v.get("domain"), v.get("tier"), v.get("tags") or "",
+        v.get("owner_email"), v.get("mrr"), v.get("seats"), v.get("renewal_date"), churn,
+        v.get("churn_reason"), ctx.now,
+    )
+
+
+def _contact(v: dict[str, Any], ctx: Context) -> Row:
+    email = v["email"]
+    if v.get("account_id") is not None:
+        pk: int | None = ctx.account_pk(v["account_id"])
+    else:
+        pk = ctx.account_for_email(email)
+        if pk is None:
+            ctx.unmatched_contacts += 1
+    return (
+        email, pk, v.get("first_name"), v.get("last_name"), v.get("title"), v.get("role") or "other",
+        bool(v.get("do_not_contact") or False), "import", ctx.now,
+    )
+
+
+def _usage(v: dict[str, Any], ctx: Context) -> Row:
+    pk = ctx.account_pk(v["account_id"])
+    events = v.get("events")
+    events = 1 if events is None else events
+    if ctx.user_level:
+        if v.get("user_id") is None:
+            raise RowError("user_id", "required")
+        day = v["date"]
+        span = ctx.usage_days
+        if span is None or day < span[0] or day > span[1]:
+            ctx.usage_days = (min(day, span[0]), max(day, span[1])) if span else (day, day)
+        return (pk, day, v["user_id"], events)
+    if v.get("active_users") is None:
+        raise RowError("active_users", "required")
+    return (pk, v["date"], v["active_users"], events)
+
+
+def _usage_header(kind: Kind, header: Sequence[str], ctx: Context) -> Kind:
+    """A file with user_id holds one row per user per day: it goes to usage_users, then rolls up."""
+    ctx.user_level = "user_id" in header
+    if not ctx.user_level:
+        return kind
+    return replace(
+        kind, table="usage_users", insert=("account_pk", "day", "user_id", "events"),
+        conflict=("account_pk", "day", "user_id"), key=(0, 1, 2), key_label="account_id, date and user_id",
+    )
+
+
+def _rollup_users(ctx: Context) -> None:
+    """User-level rows are summed into daily active users for the days the file covered."""
+    if not ctx.user_level or ctx.usage_days is None:
+        return
+    first, last = ctx.usage_days
+    mark = "?" if ctx.sqlite else "%s"
+    ctx.conn.exec_driver_sql(
+        "INSERT INTO usage_daily (account_pk, day, active_users, events) "
+        "SELECT account_pk, day, COUNT(*), SUM(events) FROM usage_users "
+        f"WHERE day >= {mark} AND day <= {mark} GROUP BY account_pk, day "
+        "ON CONFLICT (account_pk, day) DO UPDATE SET "
+        "active_users = excluded.active_users, events = excluded.events",
+        (first, last),
+    )
+
+
+def _nps(v: dict[str, Any], ctx: Context) -> Row:
+    email = v.get("email") or ""
+    if v.get("account_id") is not None:
+        pk = ctx.account_pk(v["account_id"])
+    elif email:
+        found = ctx.contact_account(email)
+        if found is None:
+            found = ctx.account_for_email(email)
+        if found is None:
+            raise RowError("email", f"{email} is not a contact of any account and matches no domain")
+        pk = found
+    else:
+        raise RowError("account_id", "give account_id or email")
+    return (pk, email, v["date"], v["score"], v.get("touchpoint") or "other", v.get("comment"))
+
+
+def _ticket(v: dict[str, Any], ctx: Context) -> Row:
+    opened, closed = v["opened_at"], v.get("closed_at")
+    if closed is not None and closed < opened:
+        raise RowError("closed_at", f"closed_at {closed:%Y-%m-%d %H:%M} is before opened_at")
+    return (
+        v["ticket_id"], ctx.account_pk(v["account_id"]), opened, closed,
+        v.get("priority") or "normal", v.get("kind") or "other",
+    )
+
+
+def _invoice(v: dict[str, Any], ctx: Context) -> Row:
+    return (
+        v["invoice_id"], ctx.account_pk(v["account_id"]), v["amount"], v["due_date"], v.get("paid_date"),
+    )
+
+
+def _mrr(v: dict[str, Any], ctx: Context) -> Row:
+    return (ctx.account_pk(v["account_id"]), v["month"], v["mrr"])
+
+
+def _touch(v: dict[str, Any], ctx: Context) -> Row:
+    return (
+        ctx.account_pk(v["account_id"]), v["date"], v.get("channel") or "other", v.get("team") or "other",
+        v.get("contact_email") or "", v.get("sentiment"), v.get("kind") or "other", v.get("note"),
+        "import",
+    )
+
+
+def _team(v: dict[str, Any], ctx: Context) -> Row:
+    return (ctx.account_pk(v["account_id"]), v["member"], v["function"])
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "accounts", "accounts",
+            (
+                Column("account_id", ID, True), Column("name", NAME, True),
+                Column("start_date", c.parse_date, True), Column("domain", c.parse_domain),
+                Column("tier", c.text_parser(100)), Column("tags", c.parse_tags),
+                Column("owner_email", c.parse_email), Column("mrr", c.parse_money),
+                Column("seats", c.parse_count), Column("renewal_date", c.parse_date),
+                Column("churn_date", c.parse_date), Column("churn_reason", c.text_parser(500)),
+            ),
+            ("account_id", "name", "start_date", "domain", "tier", "tags", "owner_email", "mrr", "seats",
+             "renewal_date", "churn_date", "churn_reason", "updated_at"),
+            ("account_id",), (0,), _account, "account_id",
+        ),
+        Kind(
+            "contacts", "contacts",
+            (
+                Column("email", c.parse_email, True), Column("account_id", ID),
+                Column("first_name", SHORT), Column("last_name", SHORT), Column("title", NAME),
+                Column("role", ROLES), Column("do_not_contact", c.parse_bool),
+            ),
+            ("email", "account_pk", "first_name", "last_name", "title", "role", "do_not_contact", "source",
+             "updated_at"),
+            ("email",), (0,), _contact, "email",
+        ),
+        Kind(
+            "usage", "usage_daily",
+            (
+                Column("account_id", ID, True), Column("date", c.parse_date, True),
+                Column("active_users", c.parse_count), Column("user_id", ID), Column("events", c.parse_count),
+            ),
+            ("account_pk", "day", "active_users", "events"),
+            ("account_pk", "day"), (0, 1), _usage, "account_id and date",
+            alternatives=(("active_users", "user_id"),), exclusive=(("active_users", "user_id"),),
+            after_header=_usage_header, finish=_rollup_users,
+        ),
+        Kind(
+            "nps", "nps_responses",
+            (
+                Column("date", c.parse_date, True), Column("score", c.parse_score, True),
+                Column("account_id", ID), Column("email", c.parse_email),
+                Column("touchpoint", TOUCHPOINTS), Column("comment", LONG),
+            ),
+            ("account_pk", "email", "day", "score", "touchpoint", "comment"),
+            ("account_pk", "email", "day", "touchpoint"), (0, 1, 2, 4), _nps,
+            "account, email, date and touchpoint", alternatives=(("account_id", "email"),),
+        ),
+        Kind(
+            "tickets", "tickets",
+            (
+                Column("ticket_id", ID, True), Column("account_id", ID, True),
+                Column("opened_at", c.parse_timestamp, True), Column("closed_at", c.parse_timestamp),
+                Column("priority", PRIORITIES), Column("kind", TICKET_KINDS),
+            ),
+            ("ticket_id", "account_pk", "opened_at", "closed_at", "priority", "kind"),
+            ("ticket_id",), (0,), _ticket, "ticket_id",
+        ),
+        Kind(
+            "invoices", "invoices",
+            (
+                Column("invoice_id", ID, True), Column("account_id", ID, True),
+                Column("amount", c.parse_money, True), Column("due_date", c.parse_date, True),
+                Column("paid_date", c.parse_date),
+            ),
+            ("invoice_id", "account_pk", "amount", "due_date", "paid_date"),
+            ("invoice_id",), (0,), _invoice, "invoice_id",
+        ),
+        Kind(
+            "mrr", "mrr_history",
+            (
+                Column("account_id", ID, True), Column("month", c.parse_month, True),
+                Column("mrr", c.parse_money, True),
+            ),
+            ("account_pk", "month", "mrr"), ("account_pk", "month"), (0, 1), _mrr, "account_id and month",
+        ),
+        Kind(
+            "touches", "touches",
+            (
+                Column("account_id", ID, True), Column("date", c.parse_date, True),
+                Column("channel", CHANNELS), Column("team", TEAMS), Column("contact_email", c.parse_email),
+                Column("sentiment", SENTIMENTS), Column("kind", TOUCH_KINDS), Column("note", LONG),
+            ),
+            ("account_pk", "day", "channel", "team", "contact_email", "sentiment", "kind", "note", "source"),
+            ("account_pk", "day", "channel", "team", "contact_email", "kind"), (0, 1, 2, 3, 4, 6), _touch,
+            "account, date, channel, team, contact and kind",
+        ),
+        Kind(
+            "team", "account_team",
+            (
+                Column("account_id", ID, True), Column("member", c.parse_member, True),
+                Column("function", FUNCTIONS, True),
+            ),
+            ("account_pk", "member", "function"), ("account_pk", "member"), (0, 1), _team,
+            "account_id and member",
+        ),
+    )
+}

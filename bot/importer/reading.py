@@ -1,0 +1,120 @@
+"""Open a customer's CSV as it really comes: any of four encodings, three delimiters, streamed.
+
+CONTRACT §4: UTF-8 with or without BOM, UTF-16 with BOM, Windows-1252; comma, semicolon or tab.
+The file is never read into memory whole: the encoding is decided by one streaming pass of the raw
+bytes, then rows are read lazily.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import BadInput
+
+CHUNK = 1 << 20
+DELIMITERS = (",", ";", "\t")
+MAX_CELL = 1 << 20
+
+csv.field_size_limit(MAX_CELL)
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    path: Path
+    encoding: str
+    delimiter: str
+    header: list[str]  # trimmed, lower case
+    rows: Iterator[tuple[int, list[str]]]  # (spreadsheet row number, cells); the header is row 1
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-16 and UTF-8 by their BOM; else UTF-8 if every byte decodes, else Windows-1252."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        binary = False
+        try:
+            while chunk := fh.read(CHUNK):
+                if b"\x00" in chunk:
+                    binary = True
+                    break
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+        if not binary:
+            fh.seek(0)
+            cp1252 = codecs.getincrementaldecoder("cp1252")()
+            try:
+                while chunk := fh.read(CHUNK):
+                    if b"\x00" in chunk:
+                        break
+                    cp1252.decode(chunk)
+                else:
+                    return "cp1252"
+            except UnicodeDecodeError:
+                pass
+    raise BadInput(
+        f"{path}: not a text CSV file (expected UTF-8, UTF-16 with BOM or Windows-1252)"
+    )
+
+
+def _pick_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+@contextmanager
+def open_csv(path: Path) -> Iterator[CsvFile]:
+    """Yield the file's header and a lazy iterator of its rows; errors are BadInput naming the file."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    if not path.is_file():
+        raise BadInput(f"{path}: not a file")
+    encoding = detect_encoding(path)
+    with path.open("r", encoding=encoding, newline="") as fh:
+        first = fh.readline()
+        while first and not first.strip():
+            first = fh.readline()
+        if not first.strip():
+            raise BadInput(f"{path}: the file is empty (a header row is required)")
+        delimiter = _pick_delimiter(first)
+        fh.seek(0)
+        reader = csv.reader(fh, delimiter=delimiter, strict=False)
+        try:
+            raw_header = next(reader)
+            while not any(cell.strip() for cell in raw_header):
+                raw_header = next(reader)
+        except csv.Error as exc:
+            raise BadInput(f"{path}: unreadable header row ({exc})") from None
+        header = [cell.strip().lower() for cell in raw_header]
+        seen: set[str] = set()
+        for name in header:
+            if name and name in seen:
+                raise BadInput(f"{path}: column {name!r} appears twice in the header")
+            seen.add(name)
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            number = 1
+            try:
+                for cells in reader:
+                    number += 1
+                    if cells:
+                        yield number, cells
+            except csv.Error as exc:
+                raise BadInput(f"{path}: row {number + 1}: malformed CSV ({exc})") from None
+
+        yield CsvFile(path, encoding, delimiter, header, rows())
+

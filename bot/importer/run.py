@@ -1,0 +1,205 @@
+"""Import one CSV file whole or not at all (CONTRACT §4).
+
+Rows stream from disk, are validated one by one and written in batches inside a single transaction;
+any invalid row (or a key repeated within the file, found at the end) rolls the whole file back.
+Duplicate keys are found without holding rows in memory: each row's key is packed into 8 bytes in an
+array and the array is sorted once at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from bot.errors import BadInput, OperationFailed
+from bot.importer.kinds import KINDS, Context, Kind, Row, RowError
+from bot.importer.reading import open_csv
+
+BATCH = 20_000
+SHOWN_ERRORS = 50
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    path: str
+    rows: int = 0
+    encoding: str = ""
+    delimiter: str = ""
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)  # (row, column, problem)
+    error_count: int = 0
+    seconds: float = 0.0
+
+    def add_error(self, row: int, column: str, problem: str) -> None:
+        self.error_count += 1
+        self.errors.append((row, column, problem))
+
+    def error_lines(self) -> list[str]:
+        shown = sorted(self.errors)[:SHOWN_ERRORS]
+        lines = [f"row {r}, column {col}: {msg}" if col else f"row {r}: {msg}" for r, col, msg in shown]
+        if self.error_count > len(shown):
+            lines.append(f"… and {self.error_count - len(shown)} more")
+        return lines
+
+
+class _Keys:
+    """Packed row keys and their row numbers, checked for repeats once the file is read."""
+
+    def __init__(self) -> None:
+        self.keys = array("q")
+        self.rows = array("l")
+
+    def add(self, key: int, row: int) -> None:
+        self.keys.append(key)
+        self.rows.append(row)
+
+    def repeats(self) -> list[tuple[int, int]]:
+        """(row, first row with the same key) for every repeated key."""
+        if len(self.keys) < 2:
+            return []
+        keys = np.frombuffer(self.keys, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        same = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+        rows = np.frombuffer(self.rows, dtype=np.int64 if self.rows.itemsize == 8 else np.int32)
+        out = []
+        for pos in same.tolist():
+            first = pos
+            while first > 0 and ordered[first - 1] == ordered[pos]:
+                first -= 1
+            out.append((int(rows[order[pos]]), int(rows[order[first]])))
+        return out
+
+
+def _packer(kind: Kind) -> Callable[[Row], int]:
+    """8 bytes that stand for a row's key: exact for (account, day) keys, a 64-bit hash otherwise."""
+    names = tuple(kind.insert[i] for i in kind.key)
+    if names in (("account_pk", "day"), ("account_pk", "month")):
+        return lambda row: (row[0] << 20) | (row[1].toordinal() & 0xFFFFF)
+    get = itemgetter(*kind.key)
+    return lambda row: hash(get(row))
+
+
+def _check_header(kind: Kind, header: Sequence[str], report: ImportReport) -> dict[str, int]:
+    known = {col.name for col in kind.columns}
+    missing = [name for name in kind.required if name not in header]
+    for group in kind.alternatives:
+        if not any(name in header for name in group):
+            missing.append(" or ".join(group))
+    if missing:
+        raise BadInput(
+            f"{report.path}: missing required column(s): {', '.join(missing)} "
+            f"(a {kind.name} file needs {', '.join(kind.required) or 'its key columns'})"
+        )
+    for a, b in kind.exclusive:
+        if a in header and b in header:
+            raise BadInput(f"{report.path}: give either {a} or {b}, not both")
+    unknown = [name for name in header if name and name not in known]
+    if unknown:
+        report.warnings.append(f"ignored unknown column(s): {', '.join(unknown)}")
+    return {name: i for i, name in enumerate(header) if name in known}
+
+
+def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = False) -> ImportReport:
+    """Validate and upsert a file; on any invalid row raise BadInput with the report, writing nothing."""
+    kind = KINDS.get(kind_name)
+    if kind is None:
+        raise BadInput(f"unknown kind {kind_name!r}; kinds are: {', '.join(KINDS)}")
+    report = ImportReport(kind=kind_name, path=str(path), dry_run=dry_run)
+    started = time.perf_counter()
+    with open_csv(path) as csv_file:
+        report.encoding, report.delimiter = csv_file.encoding, csv_file.delimiter
+        positions = _check_header(kind, csv_file.header, report)
+        try:
+            with engine.connect() as conn, conn.begin() as trans:
+                ctx = Context(conn)
+                if kind.after_header is not None:
+                    kind = kind.after_header(kind, csv_file.header, ctx)
+                _stream(kind, ctx, positions, csv_file.rows, report, write=not dry_run)
+                if report.error_count or dry_run:
+                    trans.rollback()
+                else:
+                    if kind.finish is not None:
+                        kind.finish(ctx)
+                    trans.commit()
+                    if ctx.unmatched_contacts:
+                        report.warnings.append(
+                            f"{ctx.unmatched_contacts} contact(s) matched no account by domain "
+                            "(imported without an account)"
+                        )
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise OperationFailed(f"{path}: the database refused the import: {reason}") from None
+    report.seconds = time.perf_counter() - started
+    if report.error_count:
+        raise BadInput(
+            f"{path}: {report.error_count} invalid row(s); nothing was imported",
+            details=report.error_lines(),
+        )
+    if report.rows == 0:
+        report.warnings.append("the file has a header but no rows")
+    return report
+
+
+def _stream(
+    kind: Kind,
+    ctx: Context,
+    positions: dict[str, int],
+    rows: Any,
+    report: ImportReport,
+    *,
+    write: bool,
+) -> None:
+    columns = [(col.name, col.parse, col.required, positions[col.name])
+               for col in kind.columns if col.name in positions]
+    width = max(positions.values()) + 1
+    keys = _Keys()
+    pack = _packer(kind)
+    build = kind.build
+    batch: list[Row] = []
+    for number, cells in rows:
+        report.rows += 1
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        values: dict[str, Any] = {}
+        bad = False
+        for name, parse, required, pos in columns:
+            cell = cells[pos].strip()
+            if not cell:
+                if required:
+                    report.add_error(number, name, "required, but empty")
+                    bad = True
+                continue
+            try:
+                values[name] = parse(cell)
+            except ValueError as exc:
+                report.add_error(number, name, str(exc))
+                bad = True
+        if bad:
+            continue
+        try:
+            row = build(values, ctx)
+        except RowError as exc:
+            report.add_error(number, exc.column, str(exc))
+            continue
+        keys.add(pack(row), number)
+        if write and not report.error_count:
+            batch.append(row)
+            if len(batch) >= BATCH:
+                kind.write(ctx, batch)
+                batch.clear()
+    for row_number, first in keys.repeats():
+        report.add_error(row_number, "", f"same {kind.key_label} as row {first} (a key may appear once)")
+    if write and not report.error_count:
+        kind.write(ctx, batch)

@@ -1,0 +1,198 @@
+"""Use cases over the book: what the CLI (and later Slack and the scheduler) call.
+
+Each takes `as_of` (the day a report is for) explicitly; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.config import KeepwellConfig
+from bot.core.digest import is_at_risk
+from bot.core.health import Peers, score_account, score_book
+from bot.core.model import Account, HealthScore
+from bot.core.retention import Cohort, Retention, cohorts, retention
+from bot.core.segments import SegmentError, parse_segment
+from bot.db import models as m
+from bot.errors import BadInput
+from bot.importer.run import ImportReport, import_csv
+from bot.store import Book, Scored
+
+
+def health_dict(item: Scored) -> dict[str, Any]:
+    """The health object of CONTRACT §5 (plus a few extras a reader of the JSON wants)."""
+    a, h = item.account, item.health
+    return {
+        "account_id": a.account_id,
+        "name": a.name,
+        "score": h.score,
+        "band": h.band,
+        "previous_score": h.previous_score,
+        "danger_zone": h.danger_zone,
+        "forgotten_zone": h.forgotten_zone,
+        "stickiness": h.stickiness,
+        "engagement": h.engagement,
+        "mrr": float(a.mrr) if a.mrr is not None else None,
+        "renewal_date": a.renewal_date.isoformat() if a.renewal_date else None,
+        "tier": a.tier,
+        "tags": list(a.tags),
+        "owner_email": a.owner_email,
+        "drivers": [d.to_dict() for d in h.drivers],
+    }
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    as_of: date
+    accounts: int
+    bands: dict[str, int]
+    danger: int
+    forgotten: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class HealthCard:
+    item: Scored
+    team: list[tuple[str, str]]
+    last_touch: dict[str, Any] | None
+    as_of: date
+
+
+@dataclass(frozen=True)
+class DueItem:
+    account: Account
+    kind: str
+    due: date
+    days_left: int
+    health: HealthScore | None
+
+
+class Keepwell:
+    """The application's use cases over one book and one configuration."""
+
+    def __init__(self, book: Book, config: KeepwellConfig) -> None:
+        self.book = book
+        self.config = config
+        self._peers: dict[date, tuple[datetime, Peers]] = {}
+
+    # import and scoring -------------------------------------------------------------------------
+
+    def import_file(self, kind: str, path: Path, *, dry_run: bool = False) -> ImportReport:
+        return import_csv(self.book.engine, kind, path, dry_run=dry_run)
+
+    def _score_all(self, as_of: date) -> tuple[list[tuple[Account, HealthScore]], Peers]:
+        cfg = self.config.health
+        inputs = self.book.health_inputs(as_of, cfg)
+        scores, peers = score_book(inputs, cfg, as_of)
+        return [(i.account, s) for i, s in zip(inputs, scores, strict=True)], peers
+
+    def score(self, as_of: date) -> ScoreSummary:
+        """Score every account and store the day's snapshots (re-running replaces them)."""
+        started = time.perf_counter()
+        scored, peers = self._score_all(as_of)
+        self.book.save_scores(as_of, ((a.pk, s) for a, s in scored), peers, len(scored))
+        self._peers.pop(as_of, None)
+        customers = [s for a, s in scored if a.is_customer_on(as_of)]
+        bands = {b: sum(1 for s in customers if s.band == b) for b in ("healthy", "watch", "at_risk")}
+        return ScoreSummary(
+            as_of, len(customers), bands, sum(s.danger_zone for s in customers),
+            sum(s.forgotten_zone for s in customers), time.perf_counter() - started,
+        )
+
+    def book_health(self, as_of: date) -> list[Scored]:
+        """Every account with its health on a day: the stored scores if `score` ran, else computed."""
+        accounts = {a.pk: a for a in self.book.accounts()}
+        stored = self.book.snapshots(as_of)
+        if stored is not None and set(stored) >= set(accounts):
+            pairs = [(accounts[pk], s) for pk, s in stored.items() if pk in accounts]
+        else:
+            pairs, _ = self._score_all(as_of)
+        previous = self.book.previous_scores(as_of)
+        return [
+            Scored(a, dataclasses.replace(s, previous_score=previous.get(a.pk))) for a, s in pairs
+        ]
+
+    def _peers_for(self, as_of: date) -> Peers:
+        """The day's peer distribution: from the stored run (cached while it is current), or live."""
+        with self.book.engine.connect() as conn:
+            computed = conn.execute(
+                select(m.table_of(m.ScoreRun).c.computed_at).where(m.table_of(m.ScoreRun).c.as_of == as_of)
+            ).scalar()
+        if computed is not None:
+            cached = self._peers.get(as_of)
+            if cached is not None and cached[0] == computed:
+                return cached[1]
+            peers = self.book.run_peers(as_of, self.config.health.danger_quantile)
+            if peers is not None:
+                self._peers[as_of] = (computed, peers)
+                return peers
+        return self._score_all(as_of)[1]
+
+    # reports ------------------------------------------------------------------------------------
+
+    def health(self, query: str, as_of: date) -> HealthCard:
+        """One account's health, computed now from its data, against the day's peers."""
+        account = self.book.resolve(query)
+        peers = self._peers_for(as_of)
+        inputs = self.book.health_inputs(as_of, self.config.health, [account.pk])[0]
+        previous = self.book.previous_scores(as_of, [account.pk]).get(account.pk)
+        score = score_account(inputs, self.config.health, as_of, peers, previous)
+        return HealthCard(
+            Scored(account, score), self.book.team(account.pk), self.book.latest_touch(account.pk, as_of),
+            as_of,
+        )
+
+    def _segment(self, expr: str | None) -> Any:
+        try:
+            return parse_segment(expr)
+        except SegmentError as exc:
+            raise BadInput(str(exc)) from None
+
+    def accounts(self, as_of: date, segment: str | None = None, *, everyone: bool = False) -> list[Scored]:
+        """Customers on `as_of` (or every account) matching a segment, lowest health first."""
+        seg = self._segment(segment)
+        rows = [
+            s for s in self.book_health(as_of)
+            if (everyone or s.account.is_customer_on(as_of)) and seg.matches(s.account, s.health, as_of)
+        ]
+        rows.sort(key=lambda s: (s.health.score, s.account.name.casefold()))
+        return rows
+
+    def risk(self, as_of: date, segment: str | None = None) -> list[Scored]:
+        """Customers at risk, most MRR first (see `is_at_risk`)."""
+        rows = [s for s in self.accounts(as_of, segment) if is_at_risk(s.health)]
+        rows.sort(key=lambda s: (-(s.account.mrr or 0), s.health.score, s.account.name.casefold()))
+        return rows
+
+    def retention(self, start: date, end: date) -> Retention:
+        if end < start:
+            raise BadInput(f"--to {end} is before --from {start}")
+        return retention(self.book.accounts(), start, end, self.book.mrr_history())
+
+    def cohorts(self, start: date, end: date) -> list[Cohort]:
+        if end < start:
+            raise BadInput(f"--to {end} is before --from {start}")
+        return cohorts(self.book.accounts(), start, end)
+
+    def reviews(self, as_of: date, within: int) -> list[DueItem]:
+        """Renewals coming due within `within` days, soonest first."""
+        if within < 0:
+            raise BadInput("--within must be 0 or more days")
+        health = {s.account.pk: s.health for s in self.book_health(as_of)}
+        due = []
+        for a in self.book.accounts():
+            if not a.is_customer_on(as_of) or a.renewal_date is None:
+                continue
+            days = (a.renewal_date - as_of).days
+            if 0 <= days <= within:
+                due.append(DueItem(a, "renewal", a.renewal_date, days, health.get(a.pk)))
+        due.sort(key=lambda d: (d.due, -(d.account.mrr or 0)))
+        return due

@@ -1,0 +1,357 @@
+"""The book on disk: reads that return core values, and the writes scoring needs.
+
+Every read is set-based — one query per kind of evidence for the whole book (or one account), never
+a Python loop over usage rows — so scoring 10,000 accounts is a handful of aggregate scans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, or_, select
+
+from bot.config import HealthConfig
+from bot.core.health import Peers, lookback_days
+from bot.core.model import (
+    Account,
+    Driver,
+    HealthInputs,
+    HealthScore,
+    NpsResponse,
+    OpenTicket,
+    OverdueInvoice,
+    UsageWindow,
+)
+from bot.db import models as m
+from bot.errors import BadInput
+
+A = m.table_of(m.Account)
+C = m.table_of(m.Contact)
+U = m.table_of(m.UsageDaily)
+UU = m.table_of(m.UsageUser)
+N = m.table_of(m.NpsResponse)
+T = m.table_of(m.Ticket)
+I = m.table_of(m.Invoice)  # noqa: E741
+R = m.table_of(m.MrrMonth)
+TO = m.table_of(m.Touch)
+TM = m.table_of(m.TeamMember)
+S = m.table_of(m.HealthSnapshot)
+SR = m.table_of(m.ScoreRun)
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        pk=row.id, account_id=row.account_id, name=row.name, start_date=row.start_date,
+        domain=row.domain, tier=row.tier, tags=tuple(t for t in (row.tags or "").split(";") if t),
+        owner_email=row.owner_email, mrr=row.mrr, seats=row.seats, renewal_date=row.renewal_date,
+        churn_date=row.churn_date, churn_reason=row.churn_reason,
+    )
+
+
+def _where_pk(column: Any, pks: Sequence[int] | None) -> Any:
+    if pks is None:
+        return True
+    if len(pks) == 1:
+        return column == pks[0]
+    return column.in_(pks)
+
+
+def _has_rows(conn: Connection, table: Any) -> bool:
+    return bool(conn.execute(select(exists().select_from(table))).scalar())
+
+
+class Book:
+    """One customer book in one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # accounts -----------------------------------------------------------------------------------
+
+    def accounts(self, pks: Sequence[int] | None = None) -> list[Account]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(A).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id))
+            return [_account(r) for r in rows]
+
+    def account_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(A)).scalar() or 0)
+
+    def resolve(self, query: str) -> Account:
+        """An account by id, exact name, unique word-prefix, or a clearly best fuzzy match."""
+        q = " ".join(query.split())
+        if not q:
+            raise BadInput("give an account id or name")
+        with self.engine.connect() as conn:
+            row = conn.execute(select(A).where(A.c.account_id == q)).first()
+            if row is not None:
+                return _account(row)
+            names = conn.execute(select(A.c.id, A.c.name, A.c.account_id)).all()
+        if not names:
+            raise BadInput(f"no account {q!r}: the book is empty (import accounts or run keepwell demo)")
+        low = q.casefold()
+        exact = [n for n in names if n.name.casefold() == low or n.account_id.casefold() == low]
+        if len(exact) == 1:
+            return self.accounts([exact[0].id])[0]
+        prefixed = [n for n in names if any(w.startswith(low) for w in _words(n.name))]
+        if len(prefixed) == 1:
+            return self.accounts([prefixed[0].id])[0]
+        choices = {n.id: n.name for n in names}
+        ranked = process.extract(q, choices, scorer=fuzz.WRatio, limit=3, processor=str.casefold)
+        if (
+            ranked and not prefixed and ranked[0][1] >= 90
+            and (len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= 5)
+        ):
+            return self.accounts([ranked[0][2]])[0]
+        pool = [choices[n.id] for n in prefixed[:3]] or [r[0] for r in ranked if r[1] >= 50]
+        if pool:
+            quoted = " or ".join(f"'{name}'" for name in pool[:3])
+            what = "matches several accounts" if len(prefixed) > 1 else "is not an account"
+            raise BadInput(f"no account {q!r} ({what}); did you mean {quoted}?")
+        raise BadInput(f"no account {q!r}, and nothing close to it")
+
+    # health inputs ------------------------------------------------------------------------------
+
+    def health_inputs(
+        self, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None = None
+    ) -> list[HealthInputs]:
+        """Everything the scorecard reads, for every account (or the given ones), as of a day."""
+        with self.engine.connect() as conn:
+            accounts = [_account(r) for r in conn.execute(
+                select(A).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
+            )]
+            if not accounts:
+                return []
+            usage = self._usage(conn, as_of, cfg, pks) if _has_rows(conn, U) else None
+            nps = self._nps(conn, as_of, cfg, pks)
+            tickets = self._open_tickets(conn, as_of, pks) if _has_rows(conn, T) else None
+            invoices = self._overdue(conn, as_of, pks) if _has_rows(conn, I) else None
+            touches_known = _has_rows(conn, TO)
+            last_touch = self._last_touch(conn, as_of, pks) if touches_known else {}
+            champions = self._champions(conn, pks) if _has_rows(conn, C) else None
+        empty = UsageWindow()
+        return [
+            HealthInputs(
+                account=a,
+                usage=None if usage is None else usage.get(a.pk, empty),
+                nps=tuple(nps.get(a.pk, ())),
+                open_tickets=None if tickets is None else tuple(tickets.get(a.pk, ())),
+                overdue_invoices=None if invoices is None else tuple(invoices.get(a.pk, ())),
+                last_touch=last_touch.get(a.pk),
+                touches_known=touches_known,
+                has_champion=None if champions is None else a.pk in champions,
+            )
+            for a in accounts
+        ]
+
+    def _usage(
+        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None
+    ) -> dict[int, UsageWindow]:
+        w = as_of - timedelta(days=cfg.window_days)
+        p = as_of - timedelta(days=2 * cfg.window_days)
+        lb = as_of - timedelta(days=lookback_days(cfg))
+        recent = U.c.day > w
+        rows = conn.execute(
+            select(
+                U.c.account_pk,
+                func.sum(case((recent, U.c.active_users), else_=0)),
+                func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
+                func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
+                func.max(case((recent, U.c.active_users), else_=0)),
+                func.max(case((U.c.active_users > 0, U.c.day), else_=None)),
+            )
+            .where(U.c.day > lb, U.c.day <= as_of, _where_pk(U.c.account_pk, pks))
+            .group_by(U.c.account_pk)
+        )
+        mau: dict[int, int] = dict(conn.execute(
+            select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
+            .where(UU.c.day > w, UU.c.day <= as_of, _where_pk(UU.c.account_pk, pks))
+            .group_by(UU.c.account_pk)
+        ).all())
+        out = {}
+        for pk, ud, prev, days, peak, last in rows:
+            if isinstance(last, str):  # SQLite hands back MAX() of a CASE as text
+                last = date.fromisoformat(last)
+            out[pk] = UsageWindow(int(ud or 0), int(prev or 0), int(days or 0), int(peak or 0),
+                                  mau.get(pk), last)
+        return out
+
+    def _nps(
+        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None
+    ) -> dict[int, list[NpsResponse]]:
+        since = as_of - timedelta(days=cfg.nps_days)
+        out: dict[int, list[NpsResponse]] = defaultdict(list)
+        for pk, day, score in conn.execute(
+            select(N.c.account_pk, N.c.day, N.c.score)
+            .where(N.c.day > since, N.c.day <= as_of, _where_pk(N.c.account_pk, pks))
+        ):
+            out[pk].append(NpsResponse(day, score))
+        return out
+
+    def _open_tickets(
+        self, conn: Connection, as_of: date, pks: Sequence[int] | None
+    ) -> dict[int, list[OpenTicket]]:
+        end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+        out: dict[int, list[OpenTicket]] = defaultdict(list)
+        for pk, priority, kind in conn.execute(
+            select(T.c.account_pk, T.c.priority, T.c.kind).where(
+                T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end),
+                _where_pk(T.c.account_pk, pks),
+            )
+        ):
+            out[pk].append(OpenTicket(priority, kind))
+        return out
+
+    def _overdue(
+        self, conn: Connection, as_of: date, pks: Sequence[int] | None
+    ) -> dict[int, list[OverdueInvoice]]:
+        out: dict[int, list[OverdueInvoice]] = defaultdict(list)
+        for pk, amount, due in conn.execute(
+            select(I.c.account_pk, I.c.amount, I.c.due_date).where(
+                I.c.due_date < as_of, or_(I.c.paid_date.is_(None), I.c.paid_date > as_of),
+                _where_pk(I.c.account_pk, pks),
+            )
+        ):
+            out[pk].append(OverdueInvoice(Decimal(amount), due))
+        return out
+
+    def _last_touch(self, conn: Connection, as_of: date, pks: Sequence[int] | None) -> dict[int, date]:
+        rows = conn.execute(
+            select(TO.c.account_pk, func.max(TO.c.day))
+            .where(TO.c.day <= as_of, _where_pk(TO.c.account_pk, pks))
+            .group_by(TO.c.account_pk)
+        )
+        return {pk: (date.fromisoformat(d) if isinstance(d, str) else d) for pk, d in rows}
+
+    def _champions(self, conn: Connection, pks: Sequence[int] | None) -> set[int]:
+        rows = conn.execute(
+            select(C.c.account_pk).distinct()
+            .where(C.c.role == "champion", C.c.account_pk.is_not(None), _where_pk(C.c.account_pk, pks))
+        )
+        return {r[0] for r in rows}
+
+    # snapshots ----------------------------------------------------------------------------------
+
+    def previous_scores(self, as_of: date, pks: Sequence[int] | None = None) -> dict[int, int]:
+        """Each account's latest stored score from before `as_of`."""
+        latest = (
+            select(S.c.account_pk, func.max(S.c.as_of).label("day"))
+            .where(S.c.as_of < as_of, _where_pk(S.c.account_pk, pks))
+            .group_by(S.c.account_pk)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(S.c.account_pk, S.c.score).join(
+                    latest, and_(S.c.account_pk == latest.c.account_pk, S.c.as_of == latest.c.day)
+                )
+            )
+            return {pk: score for pk, score in rows}
+
+    def save_scores(
+        self, as_of: date, scores: Iterable[tuple[int, HealthScore]], peers: Peers, accounts: int
+    ) -> int:
+        """Replace the day's snapshots and record the run, in one transaction."""
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "account_pk": pk, "as_of": as_of, "score": s.score, "band": s.band,
+                "danger_zone": s.danger_zone, "forgotten_zone": s.forgotten_zone,
+                "stickiness": s.stickiness, "engagement": s.engagement,
+                "drivers": json.dumps([d.to_dict() for d in s.drivers], default=str),
+                "computed_at": now,
+            }
+            for pk, s in scores
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(delete(S).where(S.c.as_of == as_of))
+            conn.execute(delete(SR).where(SR.c.as_of == as_of))
+            for start in range(0, len(rows), 5000):
+                conn.execute(insert(S), rows[start:start + 5000])
+            conn.execute(insert(SR).values(
+                as_of=as_of, accounts=accounts, danger_threshold=peers.threshold, computed_at=now,
+            ))
+        return len(rows)
+
+    def run_peers(self, as_of: date, quantile: float) -> Peers | None:
+        """The peers of a stored scoring run of that day (customers with usage), if there was one."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
+                return None
+            values = conn.execute(
+                select(S.c.engagement).join(A, A.c.id == S.c.account_pk).where(
+                    S.c.as_of == as_of, A.c.start_date <= as_of,
+                    or_(A.c.churn_date.is_(None), A.c.churn_date > as_of),
+                )
+            ).scalars().all()
+        return Peers.of(values, quantile)
+
+    def snapshots(self, as_of: date) -> dict[int, HealthScore] | None:
+        """The stored scores of a day (None when `keepwell score` did not run for it)."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
+                return None
+            rows = conn.execute(
+                select(S, A.c.account_id, A.c.name).join(A, A.c.id == S.c.account_pk)
+                .where(S.c.as_of == as_of)
+            )
+            return {
+                r.account_pk: HealthScore(
+                    account_id=r.account_id, name=r.name, score=r.score, band=r.band,
+                    danger_zone=r.danger_zone, forgotten_zone=r.forgotten_zone,
+                    stickiness=r.stickiness, engagement=r.engagement,
+                    drivers=tuple(Driver(**d) for d in json.loads(r.drivers)),
+                )
+                for r in rows
+            }
+
+    # retention ----------------------------------------------------------------------------------
+
+    def mrr_history(self) -> dict[int, dict[date, Decimal]]:
+        out: dict[int, dict[date, Decimal]] = defaultdict(dict)
+        with self.engine.connect() as conn:
+            for pk, month, mrr in conn.execute(select(R.c.account_pk, R.c.month, R.c.mrr)):
+                out[pk][month] = Decimal(mrr)
+        return out
+
+    # account details ----------------------------------------------------------------------------
+
+    def team(self, pk: int) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TM.c.member, TM.c.function).where(TM.c.account_pk == pk)
+                .order_by(TM.c.function, TM.c.member)
+            )
+            return [(r[0], r[1]) for r in rows]
+
+    def contacts(self, pk: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(C).where(C.c.account_pk == pk).order_by(C.c.role, C.c.email))
+            return [dict(r._mapping) for r in rows]
+
+    def latest_touch(self, pk: int, as_of: date) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(TO).where(TO.c.account_pk == pk, TO.c.day <= as_of)
+                .order_by(TO.c.day.desc(), TO.c.id.desc()).limit(1)
+            ).first()
+            return dict(row._mapping) if row else None
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in name.casefold().replace("-", " ").split() if w]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An account with its health, as lists and reports show it."""
+
+    account: Account
+    health: HealthScore
