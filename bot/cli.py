@@ -30,7 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
@@ -43,6 +42,9 @@ class Runtime:
     """Settings and configuration, loaded once per invocation and passed down."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._settings: Settings | None = None
         self._config: KeepwellConfig | None = None
 
@@ -244,22 +246,28 @@ def main(argv: list[str] | None = None) -> None:
     Typer itself answers usage errors (exit 2) and --help; anything else raised by a command
     arrives here.
     """
+    runtime.reset()
     try:
         app(args=argv, prog_name="keepwell")
     except KeepwellError as exc:
-        err.print(f"keepwell: {exc.message}", markup=False)
-        for line in exc.details:
-            err.print(f"  {line}", markup=False)
+        fail(exc.message, exc.details)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted; nothing was half-written")
+        fail("interrupted; nothing was half-written")
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line, the full trace only when asked
         if os.environ.get("KEEPWELL_DEBUG"):
             raise
-        err.print(f"keepwell: internal error: {type(exc).__name__}: {exc} "
-                  "(run with KEEPWELL_DEBUG=1 for the traceback)", markup=False)
+        fail(f"internal error: {type(exc).__name__}: {exc} (run with KEEPWELL_DEBUG=1 for the traceback)")
         sys.exit(1)
+
+
+def fail(message: str, details: list[str] | None = None) -> None:
+    """An error as plain lines on stderr: never wrapped, never styled, easy to grep."""
+    sys.stderr.write(f"keepwell: {message}\n")
+    for line in details or []:
+        sys.stderr.write(f"  {line}\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -97,12 +98,21 @@ def render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> tup
     return subject, parts[1].strip() + "\n", parts[2]
 
 
+def address(name: str, addr: str) -> Address:
+    """A mailbox header value, or ValueError for an address no mail system would take."""
+    spec = header_text(addr)
+    try:
+        return Address(header_text(name), addr_spec=spec)
+    except (HeaderParseError, IndexError, ValueError):
+        raise ValueError(f"unusable email address {addr!r}") from None
+
+
 def to_mime(draft: Draft, when: datetime) -> EmailMessage:
     """A multipart/alternative message; headers can never be split by data (CR/LF are removed)."""
     msg = EmailMessage(policy=SMTP)
-    msg["To"] = Address(header_text(draft.to_name), addr_spec=header_text(draft.to_email))
+    msg["To"] = address(draft.to_name, draft.to_email)
     if draft.from_email:
-        msg["From"] = Address(header_text(draft.from_name or ""), addr_spec=header_text(draft.from_email))
+        msg["From"] = address(draft.from_name or "", draft.from_email)
     msg["Subject"] = header_text(draft.subject)
     msg["Date"] = format_datetime(when)
     msg["Message-ID"] = draft.message_id

@@ -113,8 +113,9 @@ class Book:
         pool = [choices[n.id] for n in prefixed[:3]] or [r[0] for r in ranked if r[1] >= 50]
         if pool:
             quoted = " or ".join(f"'{name}'" for name in pool[:3])
-            what = "matches several accounts" if len(prefixed) > 1 else "is not an account"
-            raise BadInput(f"no account {q!r} ({what}); did you mean {quoted}?")
+            if len(prefixed) > 1:
+                raise BadInput(f"{q!r} matches several accounts; did you mean {quoted}?")
+            raise BadInput(f"no account {q!r}; did you mean {quoted}?")
         raise BadInput(f"no account {q!r}, and nothing close to it")
 
     # health inputs ------------------------------------------------------------------------------

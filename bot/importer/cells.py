@@ -12,6 +12,8 @@ from email_validator import EmailNotValidError, validate_email
 TRUE = {"true", "yes", "1", "y", "t"}
 FALSE = {"false", "no", "0", "n", "f"}
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+MAX_COUNT = 2**31 - 1  # the book's INTEGER columns (32-bit on PostgreSQL)
+DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 
 
 def parse_date(cell: str) -> date:
@@ -30,11 +32,11 @@ def parse_timestamp(cell: str) -> datetime:
     """ISO 8601 date or timestamp; naive times are taken as UTC."""
     try:
         value = datetime.fromisoformat(cell)
-    except ValueError:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset pushes it past year 1 or 9999
         raise ValueError(f"{cell!r} is not a date or ISO 8601 timestamp") from None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def parse_month(cell: str) -> date:
@@ -60,6 +62,8 @@ def parse_count(cell: str) -> int:
         raise ValueError(f"{cell!r} is not a whole number") from None
     if value < 0:
         raise ValueError(f"{cell} is negative (must be 0 or more)")
+    if value > MAX_COUNT:
+        raise ValueError(f"{cell} is implausibly large")
     return value
 
 
@@ -154,6 +158,7 @@ def parse_tags(cell: str) -> str:
 def parse_domain(cell: str) -> str:
     low = cell.strip().lower().removeprefix("https://").removeprefix("http://").removeprefix("www.")
     low = low.rstrip("/")
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", low):
+    # 253: the longest domain name, and the size of the accounts.domain column
+    if len(low) > 253 or not DOMAIN.fullmatch(low):
         raise ValueError(f"{cell!r} is not a domain name (like acme.com)")
     return low

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -31,13 +31,22 @@ class Column:
     required: bool = False
 
 
+def _naive_utc(value: datetime) -> datetime:
+    """An aware datetime as naive UTC, as the book's UTCDateTime columns hold it.
+
+    Written raw, an aware value would reach a PostgreSQL `timestamp` column converted to the
+    session's TimeZone (local time on many servers), not to UTC.
+    """
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
 class Context:
     """What a kind needs to know about the book while it reads rows (loaded lazily, once)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
-        self.now = utcnow()
+        self.now = _naive_utc(utcnow())
         self._accounts: dict[str, int] | None = None
         self._domains: dict[str, int] | None = None
         self._contacts: dict[str, int | None] | None = None
@@ -232,7 +241,8 @@ def _ticket(v: dict[str, Any], ctx: Context) -> Row:
     if closed is not None and closed < opened:
         raise RowError("closed_at", f"closed_at {closed:%Y-%m-%d %H:%M} is before opened_at")
     return (
-        v["ticket_id"], ctx.account_pk(v["account_id"]), opened, closed,
+        v["ticket_id"], ctx.account_pk(v["account_id"]), _naive_utc(opened),
+        None if closed is None else _naive_utc(closed),
         v.get("priority") or "normal", v.get("kind") or "other",
     )
 

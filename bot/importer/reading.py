@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from bot.errors import BadInput
 
@@ -32,39 +33,36 @@ class CsvFile:
     rows: Iterator[tuple[int, list[str]]]  # (spreadsheet row number, cells); the header is row 1
 
 
+def _decodes(fh: BinaryIO, encoding: str) -> bool:
+    """Whether the whole file decodes as `encoding` into text without NUL characters (streamed)."""
+    fh.seek(0)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        while chunk := fh.read(CHUNK):
+            if "\x00" in decoder.decode(chunk):
+                return False
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def detect_encoding(path: Path) -> str:
-    """UTF-16 and UTF-8 by their BOM; else UTF-8 if every byte decodes, else Windows-1252."""
+    """UTF-16 and UTF-8 by their BOM; else UTF-8 if every byte decodes, else Windows-1252.
+
+    The whole file must decode (and hold no NUL): a file that does not is binary, not a CSV.
+    """
     with path.open("rb") as fh:
         head = fh.read(4)
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return "utf-16"
-        if head.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig"
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        binary = False
-        try:
-            while chunk := fh.read(CHUNK):
-                if b"\x00" in chunk:
-                    binary = True
-                    break
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-            return "utf-8"
-        except UnicodeDecodeError:
-            pass
-        if not binary:
-            fh.seek(0)
-            cp1252 = codecs.getincrementaldecoder("cp1252")()
-            try:
-                while chunk := fh.read(CHUNK):
-                    if b"\x00" in chunk:
-                        break
-                    cp1252.decode(chunk)
-                else:
-                    return "cp1252"
-            except UnicodeDecodeError:
-                pass
+            candidates: tuple[str, ...] = ("utf-16",)
+        elif head.startswith(codecs.BOM_UTF8):
+            candidates = ("utf-8-sig",)
+        else:
+            candidates = ("utf-8", "cp1252")
+        for encoding in candidates:
+            if _decodes(fh, encoding):
+                return encoding
     raise BadInput(
         f"{path}: not a text CSV file (expected UTF-8, UTF-16 with BOM or Windows-1252)"
     )
@@ -99,6 +97,8 @@ def open_csv(path: Path) -> Iterator[CsvFile]:
                 raw_header = next(reader)
         except csv.Error as exc:
             raise BadInput(f"{path}: unreadable header row ({exc})") from None
+        except StopIteration:
+            raise BadInput(f"{path}: the header row has no column names") from None
         header = [cell.strip().lower() for cell in raw_header]
         seen: set[str] = set()
         for name in header:

@@ -133,11 +133,11 @@ def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = Fa
                     if kind.finish is not None:
                         kind.finish(ctx)
                     trans.commit()
-                    if ctx.unmatched_contacts:
-                        report.warnings.append(
-                            f"{ctx.unmatched_contacts} contact(s) matched no account by domain "
-                            "(imported without an account)"
-                        )
+                if ctx.unmatched_contacts and not report.error_count:  # a dry run warns the same
+                    report.warnings.append(
+                        f"{ctx.unmatched_contacts} contact(s) matched no account by domain "
+                        "(imported without an account)"
+                    )
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise OperationFailed(f"{path}: the database refused the import: {reason}") from None
