@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.config import KeepwellConfig
 from bot.core.digest import is_at_risk
-from bot.core.health import Peers, score_account, score_book
+from bot.core.health import Peers, is_peer, score_account, score_book
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention
 from bot.core.segments import SegmentError, parse_segment
@@ -88,17 +88,19 @@ class Keepwell:
     def import_file(self, kind: str, path: Path, *, dry_run: bool = False) -> ImportReport:
         return import_csv(self.book.engine, kind, path, dry_run=dry_run)
 
-    def _score_all(self, as_of: date) -> tuple[list[tuple[Account, HealthScore]], Peers]:
+    def _score_all(self, as_of: date) -> tuple[list[tuple[Account, HealthScore]], Peers, set[int]]:
+        """Every account scored from its data: (account, score) pairs, the peers, the peers' pks."""
         cfg = self.config.health
         inputs = self.book.health_inputs(as_of, cfg)
         scores, peers = score_book(inputs, cfg, as_of)
-        return [(i.account, s) for i, s in zip(inputs, scores, strict=True)], peers
+        peer_pks = {i.account.pk for i in inputs if is_peer(i, as_of)}
+        return [(i.account, s) for i, s in zip(inputs, scores, strict=True)], peers, peer_pks
 
     def score(self, as_of: date) -> ScoreSummary:
         """Score every account and store the day's snapshots (re-running replaces them)."""
         started = time.perf_counter()
-        scored, peers = self._score_all(as_of)
-        self.book.save_scores(as_of, ((a.pk, s) for a, s in scored), peers, len(scored))
+        scored, peers, peer_pks = self._score_all(as_of)
+        self.book.save_scores(as_of, ((a.pk, s) for a, s in scored), peers, len(scored), peer_pks)
         self._peers.pop(as_of, None)
         customers = [s for a, s in scored if a.is_customer_on(as_of)]
         bands = {b: sum(1 for s in customers if s.band == b) for b in ("healthy", "watch", "at_risk")}
@@ -114,7 +116,7 @@ class Keepwell:
         if stored is not None and set(stored) >= set(accounts):
             pairs = [(accounts[pk], s) for pk, s in stored.items() if pk in accounts]
         else:
-            pairs, _ = self._score_all(as_of)
+            pairs, _, _ = self._score_all(as_of)
         previous = self.book.previous_scores(as_of)
         return [
             Scored(a, dataclasses.replace(s, previous_score=previous.get(a.pk))) for a, s in pairs

@@ -257,7 +257,12 @@ class Book:
             return {pk: score for pk, score in rows}
 
     def save_scores(
-        self, as_of: date, scores: Iterable[tuple[int, HealthScore]], peers: Peers, accounts: int
+        self,
+        as_of: date,
+        scores: Iterable[tuple[int, HealthScore]],
+        peers: Peers,
+        accounts: int,
+        peer_pks: set[int],
     ) -> int:
         """Replace the day's snapshots and record the run, in one transaction."""
         now = datetime.now(UTC)
@@ -265,7 +270,7 @@ class Book:
             {
                 "account_pk": pk, "as_of": as_of, "score": s.score, "band": s.band,
                 "danger_zone": s.danger_zone, "forgotten_zone": s.forgotten_zone,
-                "stickiness": s.stickiness, "engagement": s.engagement,
+                "stickiness": s.stickiness, "engagement": s.engagement, "peer": pk in peer_pks,
                 "drivers": json.dumps([d.to_dict() for d in s.drivers], default=str),
                 "computed_at": now,
             }
@@ -282,15 +287,12 @@ class Book:
         return len(rows)
 
     def run_peers(self, as_of: date, quantile: float) -> Peers | None:
-        """The peers of a stored scoring run of that day (customers with usage), if there was one."""
+        """The peers of a stored scoring run of that day, if there was one."""
         with self.engine.connect() as conn:
             if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
                 return None
             values = conn.execute(
-                select(S.c.engagement).join(A, A.c.id == S.c.account_pk).where(
-                    S.c.as_of == as_of, A.c.start_date <= as_of,
-                    or_(A.c.churn_date.is_(None), A.c.churn_date > as_of),
-                )
+                select(S.c.engagement).where(S.c.as_of == as_of, S.c.peer.is_(True))
             ).scalars().all()
         return Peers.of(values, quantile)
 

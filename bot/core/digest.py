@@ -24,7 +24,7 @@ def is_at_risk(h: HealthScore) -> bool:
 
 def reasons(h: HealthScore, limit: int = 2) -> str:
     """The few drivers that pull the score down most, each in its shortest form."""
-    worst = [d for d in h.drivers if d.impact < 0][:limit]
+    worst = [d for d in h.drivers if d.impact < 0 or d.factor == "forgotten_zone"][:limit]
     return "; ".join(d.explanation.split(";")[0].split(" (")[0] for d in worst)
 
 

@@ -39,13 +39,19 @@ class Peers:
         return self.engagements[floor(self.quantile * (len(self.engagements) - 1))]
 
     def percentile(self, value: float) -> float:
-        """Share of peers with lower engagement, ties counted half (0–100)."""
+        """Share of peers with lower engagement, ties counted half (0–100): the sub-score."""
         n = len(self.engagements)
         if n == 0:
             return 50.0
         below = bisect_left(self.engagements, value)
         equal = bisect_right(self.engagements, value) - below
         return 100.0 * (below + equal / 2) / n
+
+    def share_below(self, value: float) -> float:
+        """Share of peers strictly below (0–100): what the explanation can honestly claim."""
+        if not self.engagements:
+            return 0.0
+        return 100.0 * bisect_left(self.engagements, value) / len(self.engagements)
 
 
 def lookback_days(cfg: HealthConfig) -> int:
@@ -80,6 +86,10 @@ def stickiness(inputs: HealthInputs, window_days: int) -> float | None:
     return round(usage.user_days / window_days / usage.mau, 3)
 
 
+def plural(n: float, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
 def _linear(value: float, zero_at: float, full_at: float) -> float:
     """0 at zero_at, 100 at full_at, straight in between, clamped."""
     if full_at == zero_at:
@@ -104,13 +114,15 @@ def _engagement(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers)
     value = engagement(inp)
     if value is None or not peers.engagements:
         return None
-    pct = peers.percentile(value)
     threshold = peers.threshold
     unit = "seat" if inp.account.seats else "user"
-    text = f"each {unit} active {value:g} days of the last {cfg.window_days}; higher than {pct:.0f}% of peers"
+    text = (
+        f"each {unit} active {value:g} {plural(value, 'day')} of the last {cfg.window_days}; "
+        f"higher than {peers.share_below(value):.0f}% of peers"
+    )
     if threshold is not None and value <= threshold:
-        text += f" (bottom quartile: {threshold:g} or less)"
-    return Reading("engagement", pct, value, text)
+        text += f" (danger zone: {threshold:g} or less, the bottom {cfg.danger_quantile:.0%})"
+    return Reading("engagement", peers.percentile(value), value, text)
 
 
 def _usage_trend(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
@@ -119,12 +131,13 @@ def _usage_trend(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers
         return None
     change = 100.0 * (usage.user_days - usage.prev_user_days) / usage.prev_user_days
     change = round(change, 1)
+    # Flat is neutral: a decline never raises a score, a rise never lowers one.
     if change <= 0:
-        sub = 75.0 * _linear(change, cfg.trend_floor_pct, 0) / 100
+        sub = 50.0 * _linear(change, cfg.trend_floor_pct, 0) / 100
     else:
-        sub = 75.0 + 25.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100
+        sub = 50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100
     word = "down" if change < 0 else "up"
-    text = f"usage {word} {abs(change):g}% against the previous {cfg.window_days} days"
+    text = f"usage {word} {abs(change):,.4g}% against the previous {cfg.window_days} days"
     if change == 0:
         text = f"usage flat against the previous {cfg.window_days} days"
     return Reading("usage_trend", sub, change, text)
@@ -163,6 +176,8 @@ def _nps(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Rea
     nps = round(100 * (promoters - detractors) / len(answers))
     sub = 0.5 * latest.score * 10 + 0.5 * (nps + 100) / 2
     kind = "promoter" if latest.score >= 9 else "detractor" if latest.score <= 6 else "passive"
+    if kind == "detractor":
+        sub = min(sub, 40.0)  # however good the history, a detractor's latest word never helps
     text = f"latest NPS answer {latest.score} ({kind}, {latest.day.isoformat()})"
     if len(answers) > 1:
         text += f"; NPS {nps:+d} from {len(answers)} answers in the last {cfg.nps_days} days"
@@ -202,7 +217,7 @@ def _invoices(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -
     sub = 40.0 * (1 - _linear(worst, 0, cfg.invoice_zero_days) / 100)  # overdue never helps
     text = (
         f"{count} overdue invoice{'s' if count != 1 else ''} totalling {total:,.2f}; "
-        f"the oldest {worst} days past due"
+        f"the oldest {worst} {plural(worst, 'day')} past due"
     )
     return Reading("invoices", sub, worst, text)
 
@@ -230,8 +245,10 @@ def _renewal(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) ->
     if renewal is None:
         return None
     days = (renewal - as_of).days
-    if days < 0:
-        return Reading("renewal", 0.0, days, f"renewal date {renewal.isoformat()} has passed")
+    if days < 0:  # more often a date nobody updated than a lapsed contract: say so, weigh nothing
+        return Reading(
+            "renewal", 50.0, days, f"renewal date {renewal.isoformat()} has passed; is it up to date?"
+        )
     sub = _linear(days, 0, cfg.renewal_horizon_days)
     text = f"renewal in {days} days ({renewal.isoformat()})"
     return Reading("renewal", sub, days, text)
@@ -267,13 +284,15 @@ def score_account(
     usage = inputs.usage
     eng = engagement(inputs)
     threshold = peers.threshold
-    forgotten = usage is not None and (
-        usage.last_active is None or (as_of - usage.last_active).days >= cfg.forgotten_days
+    forgotten = (
+        usage is not None
+        and (as_of - inputs.account.start_date).days >= cfg.forgotten_days  # new accounts get time
+        and (usage.last_active is None or (as_of - usage.last_active).days >= cfg.forgotten_days)
     )
     danger = forgotten or (eng is not None and threshold is not None and eng <= threshold)
     if forgotten and usage is not None:
         # An account nobody uses is at risk whatever else looks fine: the score is capped below watch.
-        cap = cfg.bands.watch - 1
+        cap = max(0, cfg.bands.watch - 1)
         lost = float(max(0, score - cap))
         score = min(score, cap)
         since = (
@@ -282,7 +301,8 @@ def score_account(
         )
         capped = f"; score capped at {cap}" if lost else ""
         drivers.insert(0, Driver(
-            "forgotten_zone", usage.last_active.isoformat() if usage.last_active else None, -lost,
+            "forgotten_zone", usage.last_active.isoformat() if usage.last_active else None,
+            -lost if lost else 0.0,
             f"no product use in the last {cfg.forgotten_days} days ({since}){capped}",
         ))
     return HealthScore(
@@ -299,16 +319,23 @@ def score_account(
     )
 
 
+def is_peer(inputs: HealthInputs, as_of: date) -> bool:
+    """Peers are the active accounts: customers on the day with some product use in the window.
+
+    Accounts with no use at all are the forgotten zone already; counting them would drag the
+    danger-zone line down to zero and hide the accounts that are sliding toward it.
+    """
+    return inputs.account.is_customer_on(as_of) and inputs.usage is not None and inputs.usage.user_days > 0
+
+
 def score_book(
     inputs: Sequence[HealthInputs],
     cfg: HealthConfig,
     as_of: date,
     previous: dict[str, int] | None = None,
 ) -> tuple[list[HealthScore], Peers]:
-    """Score every account; peers are the customers on `as_of` that have usage data."""
-    peers = Peers.of(
-        [engagement(i) for i in inputs if i.account.is_customer_on(as_of)], cfg.danger_quantile
-    )
+    """Score every account against the active accounts of the day."""
+    peers = Peers.of([engagement(i) for i in inputs if is_peer(i, as_of)], cfg.danger_quantile)
     previous = previous or {}
     scores = [score_account(i, cfg, as_of, peers, previous.get(i.account.account_id)) for i in inputs]
     return scores, peers

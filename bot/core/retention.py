@@ -23,12 +23,16 @@ def month_start(day: date) -> date:
 
 
 def mrr_on(account: Account, day: date, history: Mapping[date, Decimal] | None) -> Decimal:
-    """Monthly revenue on a day: the latest history month at or before it, else the account's mrr."""
+    """Monthly revenue on a day, from the account's history where it has one.
+
+    The latest history month at or before the day; before the history begins, its first month (the
+    nearest known value, rather than today's figure, which would invent expansion or contraction).
+    Without history, the account's current mrr.
+    """
     if history:
         month = month_start(day)
         best = max((m for m in history if m <= month), default=None)
-        if best is not None:
-            return history[best]
+        return history[best if best is not None else min(history)]
     return account.mrr if account.mrr is not None else ZERO
 
 
@@ -120,7 +124,7 @@ def retention(
             expansion += delta
         else:
             contraction -= delta
-    reasons = Counter((a.churn_reason or "no reason given").strip() for a in churned)
+    reasons = Counter((a.churn_reason or "").strip() or "no reason given" for a in churned)
     return Retention(
         start=start, end=end, customers_start=len(at_start), new_customers=len(new),
         churned_customers=len(churned), customers_end=at_end, churned_from_start=churned_from_start,
@@ -148,6 +152,8 @@ class Cohort:
 
 def cohorts(accounts: Sequence[Account], start: date, end: date) -> list[Cohort]:
     """Accounts grouped by start month; the share still customers at each later month-end."""
+    if end < start:
+        raise ValueError(f"the window ends ({end}) before it starts ({start})")
     out = []
     month = month_start(start)
     while month <= end:

@@ -50,7 +50,7 @@ def _term(term: str) -> Predicate:
         if key == "tier":
             return lambda a, h, d: (a.tier or "").lower() == value
         if key == "tag":
-            return lambda a, h, d: value in a.tags
+            return lambda a, h, d: value in (t.lower() for t in a.tags)
         if key == "owner":
             return lambda a, h, d: (a.owner_email or "").lower() == value
         if key == "band":

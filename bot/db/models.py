@@ -179,6 +179,7 @@ class HealthSnapshot(SQLModel, table=True):
     forgotten_zone: bool
     stickiness: float | None = None
     engagement: float | None = None
+    peer: bool = False  # counted among the day's active accounts (the danger-zone peers)
     drivers: str  # JSON list of drivers
     computed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

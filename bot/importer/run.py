@@ -143,8 +143,10 @@ def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = Fa
             raise OperationFailed(f"{path}: the database refused the import: {reason}") from None
     report.seconds = time.perf_counter() - started
     if report.error_count:
+        bad_rows = len({row for row, _, _ in report.errors})  # a row may have several problems
+        problems = "" if bad_rows == report.error_count else f" ({report.error_count} problems)"
         raise BadInput(
-            f"{path}: {report.error_count} invalid row(s); nothing was imported",
+            f"{path}: {bad_rows} invalid row(s){problems}; nothing was imported",
             details=report.error_lines(),
         )
     if report.rows == 0:

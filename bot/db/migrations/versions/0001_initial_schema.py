@@ -81,6 +81,7 @@ def upgrade() -> None:
     sa.Column('forgotten_zone', sa.Boolean(), nullable=False),
     sa.Column('stickiness', sa.Float(), nullable=True),
     sa.Column('engagement', sa.Float(), nullable=True),
+    sa.Column('peer', sa.Boolean(), nullable=False),
     sa.Column('drivers', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('computed_at', bot.db.types.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_pk'], ['accounts.id'], ondelete='CASCADE'),
