@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import DBAPIError
 from rich.console import Console
 
 from bot import render
@@ -255,11 +256,22 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         fail("interrupted; nothing was half-written")
         sys.exit(130)
+    except DBAPIError as exc:  # the database said no: its first line, not the statement and rows
+        if os.environ.get("KEEPWELL_DEBUG"):
+            raise
+        fail(f"database error: {first_line(exc.orig if exc.orig is not None else exc)}")
+        sys.exit(1)
     except Exception as exc:  # a bug: say so in one line, the full trace only when asked
         if os.environ.get("KEEPWELL_DEBUG"):
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (run with KEEPWELL_DEBUG=1 for the traceback)")
+        fail(f"internal error: {type(exc).__name__}: {first_line(exc)} "
+             "(run with KEEPWELL_DEBUG=1 for the traceback)")
         sys.exit(1)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def fail(message: str, details: list[str] | None = None) -> None:

@@ -119,7 +119,7 @@ def account_table(console: Console, rows: Sequence[Scored], title: str, *, show_
         ]
         if show_dates:
             cells += [a.start_date.isoformat(), a.churn_date.isoformat() if a.churn_date else ""]
-        cells.append(Text(reasons(h), overflow="fold"))
+        cells.append(Text(reasons(h, 1), overflow="fold"))
         table.add_row(*cells)
     console.print(table)
     if not rows:
@@ -187,8 +187,8 @@ def digest(console: Console, d: Digest) -> None:
     for b in d.bands:
         bands.add_row(band(b.band), str(b.accounts), money(b.mrr))
     console.print(bands)
-    console.print(Text(f"{d.danger} in the danger zone (bottom quartile of engagement), "
-                       f"{d.forgotten} forgotten (no use in 30 days)"))
+    console.print(Text(f"{d.danger} in the danger zone (lowest engagement among active accounts), "
+                       f"{d.forgotten} forgotten (no recent use)"))
     console.print()
     r = d.retention
     console.print(Text(
