@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.exc import DBAPIError
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
 
 from bot import render
 from bot.config import KeepwellConfig, Settings, load_config, load_settings
