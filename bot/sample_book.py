@@ -998,7 +998,14 @@ def generate_book(
                         nps.append([closed.isoformat(), s, acc.account_id, arng.choice(contacts).email,
                                     "support", _comment(arng, s)])
                 nps.sort(key=lambda row: str(row[0]))
-                writer_rows["nps.csv"](nps)
+                seen: set[tuple[str, str, str]] = set()  # one survey per contact, day and touchpoint
+                unique = []
+                for row in nps:
+                    key = (str(row[0]), str(row[3]), str(row[4]))
+                    if key not in seen:
+                        seen.add(key)
+                        unique.append(row)
+                writer_rows["nps.csv"](unique)
                 writer_rows["tickets.csv"](tickets)
                 writer_rows["touches.csv"](_touch_rows(arng, ctx, acc, lo, hi))
             writer_rows["invoices.csv"](_invoice_rows(arng, ctx, acc, history))

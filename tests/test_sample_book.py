@@ -451,3 +451,18 @@ def test_proportions_of_a_wider_book(wide: Book) -> None:
     assert any(c == "" for c in comments)
     assert any("," in c for c in comments)
     assert any(not c.isascii() for c in comments)
+
+
+def test_a_larger_book_passes_the_real_importer(tmp_path: Path) -> None:
+    """Every generated file obeys the import rules, repeated keys included (found at 1,000 accounts)."""
+    from bot.db.engine import make_engine, migrate
+    from bot.importer.run import import_csv
+
+    files = generate_book(tmp_path / "book", accounts=1000, days=120, as_of=date(2026, 1, 31),
+                          user_level_days=0)
+    engine = make_engine(f"sqlite:///{tmp_path / 'book.db'}")
+    migrate(engine)
+    wanted = {"accounts", "contacts", "nps", "tickets", "touches", "team"}
+    for kind, path in files:
+        if kind in wanted:
+            assert import_csv(engine, kind, path).rows > 0

@@ -111,7 +111,8 @@ def open_csv(path: Path) -> Iterator[CsvFile]:
             try:
                 for cells in reader:
                     number += 1
-                    if cells:
+                    # blank lines and rows of empty cells (spreadsheets export ',,,') are no rows
+                    if cells and (cells[0].strip() or any(cell.strip() for cell in cells)):
                         yield number, cells
             except csv.Error as exc:
                 raise BadInput(f"{path}: row {number + 1}: malformed CSV ({exc})") from None

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bot.errors import BadInput, OperationFailed
-from bot.importer.kinds import KINDS, Context, Kind, Row, RowError
+from bot.importer.kinds import FAST_MISS, KINDS, Context, Kind, Row, RowError
 from bot.importer.reading import open_csv
 
 BATCH = 20_000
@@ -154,6 +154,44 @@ def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = Fa
     return report
 
 
+Columns = list[tuple[str, Callable[[str], Any], bool, int]]
+
+
+def _generic_row(
+    number: int,
+    cells: list[str],
+    columns: Columns,
+    width: int,
+    build: Callable[[dict[str, Any], Context], Row],
+    ctx: Context,
+    report: ImportReport,
+) -> Row | None:
+    """Validate one row cell by cell; None (with its problems reported) when it is invalid."""
+    if len(cells) < width:
+        cells = cells + [""] * (width - len(cells))
+    values: dict[str, Any] = {}
+    bad = False
+    for name, parse, required, pos in columns:
+        cell = cells[pos].strip()
+        if not cell:
+            if required:
+                report.add_error(number, name, "required, but empty")
+                bad = True
+            continue
+        try:
+            values[name] = parse(cell)
+        except ValueError as exc:
+            report.add_error(number, name, str(exc))
+            bad = True
+    if bad:
+        return None
+    try:
+        return build(values, ctx)
+    except RowError as exc:
+        report.add_error(number, exc.column, str(exc))
+        return None
+
+
 def _stream(
     kind: Kind,
     ctx: Context,
@@ -163,39 +201,28 @@ def _stream(
     *,
     write: bool,
 ) -> None:
-    columns = [(col.name, col.parse, col.required, positions[col.name])
-               for col in kind.columns if col.name in positions]
+    columns: Columns = [(col.name, col.parse, col.required, positions[col.name])
+                        for col in kind.columns if col.name in positions]
     width = max(positions.values()) + 1
     keys = _Keys()
     pack = _packer(kind)
     build = kind.build
+    fast = kind.fast(kind, positions, ctx) if kind.fast is not None else None
     batch: list[Row] = []
     for number, cells in rows:
         report.rows += 1
-        if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
-        values: dict[str, Any] = {}
-        bad = False
-        for name, parse, required, pos in columns:
-            cell = cells[pos].strip()
-            if not cell:
-                if required:
-                    report.add_error(number, name, "required, but empty")
-                    bad = True
-                continue
+        row: Row | None = None
+        if fast is not None:
             try:
-                values[name] = parse(cell)
-            except ValueError as exc:
-                report.add_error(number, name, str(exc))
-                bad = True
-        if bad:
-            continue
-        try:
-            row = build(values, ctx)
-        except RowError as exc:
-            report.add_error(number, exc.column, str(exc))
-            continue
-        keys.add(pack(row), number)
+                row, key = fast(cells)
+            except FAST_MISS:
+                row = None
+        if row is None:
+            row = _generic_row(number, cells, columns, width, build, ctx, report)
+            if row is None:
+                continue
+            key = pack(row)
+        keys.add(key, number)
         if write and not report.error_count:
             batch.append(row)
             if len(batch) >= BATCH:

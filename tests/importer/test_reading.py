@@ -185,8 +185,16 @@ def test_any_table_written_by_a_spreadsheet_reads_back_exactly(
         _, found, header, rows = read(path)
     assert found == delimiter
     assert header == ["a", "b", "c"]
-    assert [cells for _, cells in rows] == table
-    assert [n for n, _ in rows] == list(range(2, 2 + len(table)))
+    kept = [(n, row) for n, row in enumerate(table, start=2) if any(cell.strip() for cell in row)]
+    assert [cells for _, cells in rows] == [row for _, row in kept]  # all-blank rows are no rows
+    assert [n for n, _ in rows] == [n for n, _ in kept]
+
+
+def test_rows_of_empty_cells_are_skipped_not_refused(tmp_path: Path) -> None:
+    data = b"account_id,name,start_date\nA1,Acme,2024-01-01\n,,\n , ,\nA2,Globex,2024-01-01\n,,\n"
+    path = write(tmp_path, data)
+    _, _, _, rows = read(path)
+    assert rows == [(2, ["A1", "Acme", "2024-01-01"]), (5, ["A2", "Globex", "2024-01-01"])]
 
 
 def test_random_garbage_never_escapes_as_anything_but_bad_input(tmp_path: Path) -> None:
