@@ -32,7 +32,6 @@ import os
 import platform
 import pstats
 import random
-import re
 import resource
 import sqlite3
 import statistics
@@ -170,7 +169,6 @@ class GeneratedBook:
     names: list[str]
     rows: dict[str, int]
     seconds: float
-    dropped: dict[str, int] = field(default_factory=dict)  # rows removed to work around generator bugs
 
 
 def count_rows(path: Path) -> int:
@@ -199,59 +197,18 @@ def make_book(folder: Path, accounts: int, days: int) -> GeneratedBook:
 # --------------------------------------------------------------------------------------------
 
 
-REPEATED_KEY = re.compile(r"^row (\d+): same .* \(a key may appear once\)$")
-
-
-def repeated_rows(details: list[str]) -> set[int]:
-    """Row numbers the importer refused only for repeating an earlier row's key (else empty)."""
-    rows: set[int] = set()
-    for line in details:
-        hit = REPEATED_KEY.match(line)
-        if hit:
-            rows.add(int(hit.group(1)))
-        elif not line.startswith("…"):
-            return set()
-    return rows
-
-
-def drop_rows(path: Path, numbers: set[int]) -> int:
-    """Rewrite a CSV without the given spreadsheet rows (the header is row 1)."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        records = list(csv.reader(fh))
-    kept = [r for n, r in enumerate(records, start=1) if n not in numbers]
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(kept)
-    return len(records) - len(kept)
-
-
-def timed_import(engine: Engine, kind: str, path: Path) -> tuple[ImportReport, float, int]:
-    """Import a file and time it; rows the generator repeated (a known generator bug) are dropped first.
-
-    A refused import writes nothing, so the retry is still the first import into an empty table.
-    """
-    dropped = 0
-    for _ in range(100):
-        try:
-            with stopwatch() as t:
-                report = import_csv(engine, kind, path)
-            return report, t[0], dropped
-        except BadInput as exc:
-            numbers = repeated_rows(exc.details)
-            if not numbers:
-                raise
-            dropped += drop_rows(path, numbers)
-    raise RuntimeError(f"{path}: still repeated keys after dropping {dropped} rows")
+def timed_import(engine: Engine, kind: str, path: Path) -> tuple[ImportReport, float]:
+    """Import a file and time it (a refused file fails the benchmark: the book must be valid)."""
+    with stopwatch() as t:
+        report = import_csv(engine, kind, path)
+    return report, t[0]
 
 
 def measure_imports(
     engine: Engine, book: GeneratedBook, results: Results, prefix: str, db: str
 ) -> None:
     for kind, path in book.files:
-        report, seconds, dropped = timed_import(engine, kind, path)
-        if dropped:
-            book.dropped[path.name] = book.dropped.get(path.name, 0) + dropped
-            say(f"  {db}: {path.name}: dropped {dropped} row(s) repeating an earlier row's key "
-                "(generator bug) and imported the rest")
+        report, seconds = timed_import(engine, kind, path)
         rate = report.rows / seconds if seconds > 0 else 0.0
         detail = {"file": path.name, "rows": report.rows, "seconds": round(seconds, 4),
                   "rows_per_s": round(rate), "report_seconds": round(report.seconds, 4)}
@@ -600,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                  if k != "pg"} | {"pg": bool(args.pg), "as_of": AS_OF.isoformat(), "seed": SEED},
         "book": {"rows": book.rows, "generate_seconds": round(book.seconds, 3),
-                 "sqlite_file_mb": round(db_mb, 1), "dropped_rows": book.dropped},
+                 "sqlite_file_mb": round(db_mb, 1)},
         "figures": [f.to_dict() for f in results.figures],
         "targets_apply": args.accounts >= ISSUE_ACCOUNTS and args.days >= ISSUE_DAYS,
         "all_targets_passed": all(f.passed is not False for f in results.figures),

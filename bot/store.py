@@ -72,6 +72,7 @@ class Book:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._names_cache: tuple[tuple[Any, ...], list[_Name]] | None = None
 
     # accounts -----------------------------------------------------------------------------------
 
@@ -84,6 +85,15 @@ class Book:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(A)).scalar() or 0)
 
+    def _names(self, conn: Connection) -> list[_Name]:
+        """Every account's name prepared for matching; rebuilt only when the accounts change."""
+        stamp = tuple(conn.execute(select(func.count(), func.max(A.c.updated_at), func.max(A.c.id))).one())
+        if self._names_cache is None or self._names_cache[0] != stamp:
+            rows = conn.execute(select(A.c.id, A.c.name, A.c.account_id)).all()
+            self._names_cache = (stamp, [_Name(r.id, r.name, r.account_id.casefold(),
+                                               r.name.casefold(), _words(r.name)) for r in rows])
+        return self._names_cache[1]
+
     def resolve(self, query: str) -> Account:
         """An account by id, exact name, unique word-prefix, or a clearly best fuzzy match."""
         q = " ".join(query.split())
@@ -91,26 +101,30 @@ class Book:
             raise BadInput("give an account id or name")
         with self.engine.connect() as conn:
             row = conn.execute(select(A).where(A.c.account_id == q)).first()
+            if row is None:  # the usual exact name, answered by the database
+                found = conn.execute(select(A).where(func.lower(A.c.name) == q.lower()).limit(2)).all()
+                row = found[0] if len(found) == 1 else None
             if row is not None:
                 return _account(row)
-            names = conn.execute(select(A.c.id, A.c.name, A.c.account_id)).all()
+            names = self._names(conn)
         if not names:
             raise BadInput(f"no account {q!r}: the book is empty (import accounts or run keepwell demo)")
         low = q.casefold()
-        exact = [n for n in names if n.name.casefold() == low or n.account_id.casefold() == low]
+        exact = [n for n in names if low in (n.folded, n.folded_id)]
         if len(exact) == 1:
-            return self.accounts([exact[0].id])[0]
-        prefixed = [n for n in names if any(w.startswith(low) for w in _words(n.name))]
+            return self.accounts([exact[0].pk])[0]
+        prefixed = [n for n in names if any(w.startswith(low) for w in n.words)]
         if len(prefixed) == 1:
-            return self.accounts([prefixed[0].id])[0]
-        choices = {n.id: n.name for n in names}
-        ranked = process.extract(q, choices, scorer=fuzz.WRatio, limit=3, processor=str.casefold)
+            return self.accounts([prefixed[0].pk])[0]
+        choices = {n.pk: n.folded for n in names}
+        display = {n.pk: n.name for n in names}
+        ranked = process.extract(low, choices, scorer=fuzz.WRatio, limit=3)
         if (
             ranked and not prefixed and ranked[0][1] >= 90
             and (len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= 5)
         ):
             return self.accounts([ranked[0][2]])[0]
-        pool = [choices[n.id] for n in prefixed[:3]] or [r[0] for r in ranked if r[1] >= 50]
+        pool = [n.name for n in prefixed[:3]] or [display[r[2]] for r in ranked if r[1] >= 50]
         if pool:
             quoted = " or ".join(f"'{name}'" for name in pool[:3])
             if len(prefixed) > 1:
@@ -348,8 +362,17 @@ class Book:
             return dict(row._mapping) if row else None
 
 
-def _words(name: str) -> list[str]:
-    return [w for w in name.casefold().replace("-", " ").split() if w]
+def _words(name: str) -> tuple[str, ...]:
+    return tuple(w for w in name.casefold().replace("-", " ").split() if w)
+
+
+@dataclass(frozen=True, slots=True)
+class _Name:
+    pk: int
+    name: str
+    folded_id: str
+    folded: str
+    words: tuple[str, ...]
 
 
 @dataclass(frozen=True)
