@@ -39,21 +39,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select, text
 
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
+from bot.db.scratch import scratch_schema
 from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
 from bot.sample_book import generate_book
@@ -371,28 +369,8 @@ def profile(service: Keepwell, book: GeneratedBook, out: Path, stamp: str) -> No
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def pg_schema(base_url: str) -> Iterator[str]:
-    """A URL for a fresh schema on the server (search_path), dropped on the way out."""
-    url = make_url(base_url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    base = url.render_as_string(hide_password=False)
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def run_pg(base_url: str, book: GeneratedBook, results: Results, args: argparse.Namespace) -> None:
-    with pg_schema(base_url) as url:
+    with scratch_schema(base_url, prefix="bench") as url:
         engine = make_engine(url)
         try:
             migrate(engine)

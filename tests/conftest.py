@@ -7,29 +7,20 @@ against one server without seeing each other.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
+from bot.db.scratch import scratch_schema
 from bot.services import Keepwell
 from bot.store import Book
 
 PG_URL = os.environ.get("KEEPWELL_TEST_DATABASE_URL")
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PG"))]
-
-
-def _pg_base() -> str:
-    url = make_url(PG_URL or "")
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=ENGINES)
@@ -38,18 +29,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'book.db'}"
         return
-    base = _pg_base()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(PG_URL or "", prefix="t") as url:
+        yield url
 
 
 @pytest.fixture

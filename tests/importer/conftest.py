@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from bot.db.engine import make_engine, migrate
+from bot.db.scratch import scratch_schema
 from bot.importer.run import ImportReport, import_csv
-from tests.conftest import ENGINES, _pg_base
+from tests.conftest import ENGINES, PG_URL
 from tests.importer.helpers import SEED_ACCOUNTS
 
 RawFile = Callable[..., Path]
@@ -60,28 +60,18 @@ def shared_book(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     Refusals assert that the whole book is unchanged, so they can share it: a fresh PostgreSQL schema
     and migration per refusal case would cost most of the suite's time.
     """
-    admin, schema = None, f"t_{uuid.uuid4().hex[:16]}"
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'book.db'}"
-    else:  # as tests/conftest.py's db_url does it
-        base = _pg_base()
-        admin = create_engine(base)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
-    engine = make_engine(url)
-    try:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'book.db'}"
+        else:
+            url = stack.enter_context(scratch_schema(PG_URL or "", prefix="t"))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
         migrate(engine)
         path = tmp_path_factory.mktemp("seed") / "accounts.csv"
         path.write_text(SEED_ACCOUNTS)
         import_csv(engine, "accounts", path)
         yield engine
-    finally:
-        engine.dispose()
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
 
 
 @pytest.fixture
