@@ -23,6 +23,7 @@ from bot.errors import BadInput, KeepwellError
 from bot.importer.kinds import KINDS
 from bot.services import Keepwell, health_dict
 from bot.store import Book
+from integrations.outbox import Outbox
 
 app = typer.Typer(
     help="Keepwell: account health, honest retention and reviewed check-in drafts for CS teams.",
@@ -64,7 +65,7 @@ class Runtime:
     def service(self, db: str | None) -> Keepwell:
         engine = make_engine(db or self.settings.database_url)
         migrate(engine)
-        return Keepwell(Book(engine), self.config)
+        return Keepwell(Book(engine), self.config, drafts=Outbox(self.settings.outbox))
 
 
 runtime = Runtime()

@@ -130,12 +130,21 @@ class DigestConfig(_Strict):
     only_when_changed: bool = False
 
 
+class SlackConfig(_Strict):
+    """Who may change what from Slack: everyone reads; writes record their author."""
+
+    admins: list[str] = []  # Slack user ids who may change any account's team
+    max_command_chars: int = Field(2000, ge=100, le=10_000)
+
+
 class KeepwellConfig(_Strict):
     """The whole of keepwell.toml."""
 
     health: HealthConfig = HealthConfig()
     reviews: ReviewsConfig = ReviewsConfig()
     digests: list[DigestConfig] = []
+    slack: SlackConfig = SlackConfig()
+    templates: Path | None = None  # a folder of your own email templates (override or add)
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -23,7 +23,9 @@ from bot.core.segments import SegmentError, parse_segment
 from bot.db import models as m
 from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
-from bot.store import Book, Scored
+from bot.store import Book, Journal, Scored
+from bot.teamwork import DraftStore, Teamwork
+from integrations.outbox import Outbox
 
 
 def health_dict(item: Scored) -> dict[str, Any]:
@@ -78,9 +80,13 @@ class DueItem:
 class Keepwell:
     """The application's use cases over one book and one configuration."""
 
-    def __init__(self, book: Book, config: KeepwellConfig) -> None:
+    def __init__(self, book: Book, config: KeepwellConfig, *, drafts: DraftStore | None = None) -> None:
         self.book = book
         self.config = config
+        self.journal = Journal(book.engine)
+        self.teamwork = Teamwork(
+            book, self.journal, drafts or Outbox(Path("outbox")), config.health, config.templates
+        )
         self._peers: dict[date, tuple[datetime, Peers]] = {}
 
     # import and scoring -------------------------------------------------------------------------

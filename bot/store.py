@@ -16,6 +16,8 @@ from typing import Any
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.config import HealthConfig
 from bot.core.health import Peers, lookback_days
@@ -44,6 +46,8 @@ TO = m.table_of(m.Touch)
 TM = m.table_of(m.TeamMember)
 S = m.table_of(m.HealthSnapshot)
 SR = m.table_of(m.ScoreRun)
+RV = m.table_of(m.Review)
+SD = m.table_of(m.SlackDelivery)
 
 
 def _account(row: Any) -> Account:
@@ -381,3 +385,73 @@ class Scored:
 
     account: Account
     health: HealthScore
+
+
+def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], keys: Sequence[str]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on either engine; True when the row is new."""
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = make(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    return bool(conn.execute(stmt).rowcount)
+
+
+class Journal:
+    """What people do to the book from Slack (and drafts): notes, reviews, team changes, deliveries.
+
+    Every write carries a reference that is unique per request, so a retried request is a no-op.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, key: str) -> bool:
+        """Record a Slack delivery; False when it was handled already (a retry or a double click)."""
+        with self.engine.begin() as conn:
+            return _insert_ignore(conn, SD, {"key": key[:200], "received_at": datetime.now(UTC)}, ["key"])
+
+    def add_touch(
+        self, pk: int, *, day: date, ref: str, author: str | None, note: str | None,
+        channel: str = "other", team: str = "other", kind: str = "other", sentiment: str | None = None,
+        contact_email: str = "", source: str = "slack",
+    ) -> bool:
+        values = {"account_pk": pk, "day": day, "channel": channel, "team": team,
+                  "contact_email": contact_email, "sentiment": sentiment, "kind": kind, "note": note,
+                  "source": source, "ref": ref[:200], "author": author}
+        with self.engine.begin() as conn:
+            return _insert_ignore(
+                conn, TO, values, ["account_pk", "day", "channel", "team", "contact_email", "kind", "ref"]
+            )
+
+    def review_done(self, pk: int, *, day: date, author: str | None, ref: str, kind: str = "qbr") -> bool:
+        with self.engine.begin() as conn:
+            return _insert_ignore(conn, RV, {
+                "account_pk": pk, "kind": kind, "done_on": day, "done_by": author, "ref": ref[:200],
+                "created_at": datetime.now(UTC),
+            }, ["ref"])
+
+    def last_review(self, pk: int) -> date | None:
+        with self.engine.connect() as conn:
+            day = conn.execute(select(func.max(RV.c.done_on)).where(RV.c.account_pk == pk)).scalar()
+        return date.fromisoformat(day) if isinstance(day, str) else day
+
+    def set_team_member(self, pk: int, member: str, function: str, *, author: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(TM).where(TM.c.account_pk == pk, TM.c.member == member))
+            conn.execute(insert(TM).values(account_pk=pk, member=member, function=function,
+                                           added_by=author))
+
+    def accounts_of(self, member_ids: Sequence[str]) -> set[int]:
+        """Accounts on whose team any of these (Slack ids or emails) sits."""
+        if not member_ids:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(TM.c.account_pk).where(TM.c.member.in_(list(member_ids))))
+            return {r[0] for r in rows}
+
+    def recent_drafts(self, author: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TO, A.c.name).join(A, A.c.id == TO.c.account_pk)
+                .where(TO.c.source == "draft", TO.c.author == author)
+                .order_by(TO.c.day.desc(), TO.c.id.desc()).limit(limit)
+            )
+            return [dict(r._mapping) for r in rows]

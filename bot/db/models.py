@@ -141,7 +141,7 @@ class Touch(SQLModel, table=True):
     __tablename__ = "touches"
     __table_args__ = (
         UniqueConstraint(
-            "account_pk", "day", "channel", "team", "contact_email", "kind", name="uq_touch_key"
+            "account_pk", "day", "channel", "team", "contact_email", "kind", "ref", name="uq_touch_key"
         ),
     )
 
@@ -154,7 +154,11 @@ class Touch(SQLModel, table=True):
     sentiment: str | None = Field(default=None, max_length=10)
     kind: str = Field(default="other", max_length=12)
     note: str | None = None
-    source: str = Field(default="import", max_length=20)
+    source: str = Field(default="import", max_length=20)  # import | slack | draft
+    # '' for imported rows (their key is the columns above); a unique reference for a note logged in
+    # Slack or a draft, so two of them on the same day never overwrite each other
+    ref: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    author: str | None = Field(default=None, max_length=320)  # the Slack user who wrote it
 
 
 class TeamMember(SQLModel, table=True):
@@ -163,6 +167,30 @@ class TeamMember(SQLModel, table=True):
     account_pk: int = Field(sa_column=_account_fk(primary_key=True))
     member: str = Field(primary_key=True, max_length=320)
     function: str = Field(max_length=12)
+    added_by: str | None = Field(default=None, max_length=320)  # the Slack user, for changes made there
+
+
+class Review(SQLModel, table=True):
+    """An account review (QBR) marked done: it restarts the review cadence."""
+
+    __tablename__ = "reviews"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_pk: int = Field(sa_column=_account_fk())
+    kind: str = Field(default="qbr", max_length=12)
+    done_on: date
+    done_by: str | None = Field(default=None, max_length=320)
+    ref: str = Field(max_length=200, unique=True)  # one record per request, however often it is retried
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SlackDelivery(SQLModel, table=True):
+    """A Slack request already handled (event id, action), so Slack's retries do nothing twice."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: str = Field(primary_key=True, max_length=200)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class HealthSnapshot(SQLModel, table=True):

@@ -319,7 +319,7 @@ def _touch(v: dict[str, Any], ctx: Context) -> Row:
     return (
         ctx.account_pk(v["account_id"]), v["date"], v.get("channel") or "other", v.get("team") or "other",
         v.get("contact_email") or "", v.get("sentiment"), v.get("kind") or "other", v.get("note"),
-        "import",
+        "import", "",
     )
 
 
@@ -412,8 +412,10 @@ KINDS: dict[str, Kind] = {
                 Column("channel", CHANNELS), Column("team", TEAMS), Column("contact_email", c.parse_email),
                 Column("sentiment", SENTIMENTS), Column("kind", TOUCH_KINDS), Column("note", LONG),
             ),
-            ("account_pk", "day", "channel", "team", "contact_email", "sentiment", "kind", "note", "source"),
-            ("account_pk", "day", "channel", "team", "contact_email", "kind"), (0, 1, 2, 3, 4, 6), _touch,
+            ("account_pk", "day", "channel", "team", "contact_email", "sentiment", "kind", "note", "source",
+             "ref"),
+            ("account_pk", "day", "channel", "team", "contact_email", "kind", "ref"), (0, 1, 2, 3, 4, 6),
+            _touch,
             "account, date, channel, team, contact and kind",
         ),
         Kind(

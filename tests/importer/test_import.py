@@ -90,14 +90,15 @@ EVERY_KIND = [
      'A1,2026-01-05,Meeting,CS,Jane@Acme.com,positive,qbr,"Went well\nnext: renewal"\nA2,2026-01-06,,,,,,\n',
      "touches",
      [dict(account="A1", day=D("2026-01-05"), channel="meeting", team="cs", contact_email="jane@acme.com",
-           sentiment="positive", kind="qbr", note="Went well\nnext: renewal", source="import"),
+           sentiment="positive", kind="qbr", note="Went well\nnext: renewal", source="import",
+           ref="", author=None),
       dict(account="A2", day=D("2026-01-06"), channel="other", team="other", contact_email="", sentiment=None,
-           kind="other", note=None, source="import")]),
+           kind="other", note=None, source="import", ref="", author=None)]),
     ("team",
      "account_id,member,function\nA1,U0123ABCD,cs\nA1,Zoe@Acme.com,Exec\n",
      "account_team",
-     [dict(account="A1", member="U0123ABCD", function="cs"),
-      dict(account="A1", member="zoe@acme.com", function="exec")]),
+     [dict(account="A1", member="U0123ABCD", function="cs", added_by=None),
+      dict(account="A1", member="zoe@acme.com", function="exec", added_by=None)]),
 ]
 
 

@@ -47,10 +47,16 @@ def upgrade() -> None:
     sa.Column('computed_at', bot.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('as_of')
     )
+    op.create_table('slack_deliveries',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('received_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
     op.create_table('account_team',
     sa.Column('account_pk', sa.Integer(), nullable=False),
     sa.Column('member', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
     sa.Column('function', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+    sa.Column('added_by', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
     sa.ForeignKeyConstraint(['account_pk'], ['accounts.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_pk', 'member')
     )
@@ -128,6 +134,21 @@ def upgrade() -> None:
     with op.batch_alter_table('nps_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_nps_responses_account_pk'), ['account_pk'], unique=False)
 
+    op.create_table('reviews',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_pk', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+    sa.Column('done_on', sa.Date(), nullable=False),
+    sa.Column('done_by', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+    sa.Column('ref', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('created_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_pk'], ['accounts.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('ref')
+    )
+    with op.batch_alter_table('reviews', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reviews_account_pk'), ['account_pk'], unique=False)
+
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -154,9 +175,11 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('ref', sqlmodel.sql.sqltypes.AutoString(length=200), server_default='', nullable=False),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
     sa.ForeignKeyConstraint(['account_pk'], ['accounts.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('account_pk', 'day', 'channel', 'team', 'contact_email', 'kind', name='uq_touch_key')
+    sa.UniqueConstraint('account_pk', 'day', 'channel', 'team', 'contact_email', 'kind', 'ref', name='uq_touch_key')
     )
     with op.batch_alter_table('touches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_touches_account_pk'), ['account_pk'], unique=False)
@@ -194,6 +217,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_account_pk'))
 
     op.drop_table('tickets')
+    with op.batch_alter_table('reviews', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reviews_account_pk'))
+
+    op.drop_table('reviews')
     with op.batch_alter_table('nps_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_nps_responses_account_pk'))
 
@@ -212,6 +239,7 @@ def downgrade() -> None:
 
     op.drop_table('contacts')
     op.drop_table('account_team')
+    op.drop_table('slack_deliveries')
     op.drop_table('score_runs')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_domain'))
