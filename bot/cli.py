@@ -242,6 +242,54 @@ def demo(
              data_dir=Path("demo-data"), outbox=runtime.settings.outbox)
 
 
+HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+
+
+def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
+    from bot.slack.app import build_app
+
+    service = runtime.service(db)
+    return build_app(service, runtime.settings), service
+
+
+@app.command()
+def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None) -> None:
+    """The Slack bot over HTTP: POST /slack/events (and GET /healthz), multi-threaded."""
+    from bot.slack.http import SlackWSGI
+    from bot.slack.http import serve as serve_http
+
+    bolt, service = _slack_app(db)
+    wsgi = SlackWSGI(bolt, runtime.settings.slack_signing_secret or "", service.book.ping)
+    out.print(f"Keepwell is listening on http://{host}:{port}/slack/events", markup=False)
+    serve_http(wsgi, host, port)
+
+
+@app.command()
+def run(db: DbOpt = None) -> None:
+    """The Slack bot over Socket Mode (needs SLACK_APP_TOKEN, xapp-…): no public URL needed."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    token = runtime.settings.slack_app_token
+    if not token:
+        raise BadInput("SLACK_APP_TOKEN is not set (an app-level token, xapp-…, with connections:write)")
+    bolt, _ = _slack_app(db)
+    out.print("Keepwell is connected over Socket Mode (Ctrl-C to stop)", markup=False)
+    SocketModeHandler(bolt, token, web_client=bolt.client).start()
+
+
+@app.command()
+def console(
+    user: Annotated[str, typer.Option("--user", help="The Slack user id you act as.")] = "U0CONSOLE",
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Try the Slack bot in the terminal: type /keepwell commands, read the replies."""
+    from bot.slack.console import repl
+
+    repl(runtime.service(db), user, parse_day(as_of, "--as-of"), sys.stdin, sys.stdout, sys.stdin.isatty())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every KeepwellError becomes one line and its exit code, never a traceback.
 

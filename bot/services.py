@@ -180,6 +180,14 @@ class Keepwell:
         rows.sort(key=lambda s: (-(s.account.mrr or 0), s.health.score, s.account.name.casefold()))
         return rows
 
+    def my_accounts(self, as_of: date, user_id: str, email: str | None) -> list[Scored]:
+        """Customers this person owns (by email) or whose team they are on (by Slack id or email)."""
+        pks = self.journal.accounts_of([m for m in (user_id, email) if m])
+        return [
+            s for s in self.accounts(as_of)
+            if s.account.pk in pks or (email and (s.account.owner_email or "").lower() == email)
+        ]
+
     def retention(self, start: date, end: date) -> Retention:
         if end < start:
             raise BadInput(f"--to {end} is before --from {start}")

@@ -78,6 +78,15 @@ class Book:
         self.engine = engine
         self._names_cache: tuple[tuple[Any, ...], list[_Name]] | None = None
 
+    def ping(self) -> bool:
+        """True while the database answers (for load balancers' health checks)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
     # accounts -----------------------------------------------------------------------------------
 
     def accounts(self, pks: Sequence[int] | None = None) -> list[Account]:
@@ -98,18 +107,27 @@ class Book:
                                                r.name.casefold(), _words(r.name)) for r in rows])
         return self._names_cache[1]
 
+    def find_exact(self, query: str) -> Account | None:
+        """The account whose id or name is exactly this (case aside), if exactly one."""
+        q = " ".join(query.split())
+        if not q:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(A).where(A.c.account_id == q)).first()
+            if row is None:
+                found = conn.execute(select(A).where(func.lower(A.c.name) == q.lower()).limit(2)).all()
+                row = found[0] if len(found) == 1 else None
+        return _account(row) if row is not None else None
+
     def resolve(self, query: str) -> Account:
         """An account by id, exact name, unique word-prefix, or a clearly best fuzzy match."""
         q = " ".join(query.split())
         if not q:
             raise BadInput("give an account id or name")
+        found = self.find_exact(q)  # the usual case, answered by the database
+        if found is not None:
+            return found
         with self.engine.connect() as conn:
-            row = conn.execute(select(A).where(A.c.account_id == q)).first()
-            if row is None:  # the usual exact name, answered by the database
-                found = conn.execute(select(A).where(func.lower(A.c.name) == q.lower()).limit(2)).all()
-                row = found[0] if len(found) == 1 else None
-            if row is not None:
-                return _account(row)
             names = self._names(conn)
         if not names:
             raise BadInput(f"no account {q!r}: the book is empty (import accounts or run keepwell demo)")

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from bot.config import HealthConfig
 from bot.core.model import Account
 from bot.drafting import Skip, draft_for
-from bot.emails import Draft, environment
+from bot.emails import Draft, builtin_templates, environment
 from bot.errors import BadInput
 from bot.importer.cells import enum_parser, parse_member
 from bot.store import Book, Journal
@@ -91,6 +91,12 @@ class Teamwork:
         account = self.book.resolve(query)
         self.journal.set_team_member(account.pk, who, fn, author=author)
         return account
+
+    def templates_available(self) -> list[str]:
+        """Template names, from the configured folder and the built-in ones (check-in first)."""
+        folders = [p for p in (self.templates, builtin_templates() / "email") if p is not None and p.is_dir()]
+        names = {f.name.removesuffix(".subject.j2") for d in folders for f in d.glob("*.subject.j2")}
+        return sorted(names, key=lambda n: (n != "checkin", n))
 
     def recipients(self, account: Account) -> list[dict[str, Any]]:
         """Contacts a check-in may go to: everyone reachable, champions and decision makers first."""

@@ -1,0 +1,56 @@
+"""The one place Slack clients are built: `build_app` wires a Bolt app to the services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.config import Settings
+from bot.errors import BadInput, OperationFailed
+from bot.services import Keepwell
+from bot.slack import handlers
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def web_client(settings: Settings) -> WebClient:
+    """The Web API client: base URL from SLACK_API_URL; a 429 waits for Retry-After, then retries.
+
+    Only rate-limit answers are retried: Slack did not act on them, so a retry cannot post twice.
+    """
+    if not settings.slack_bot_token:
+        raise BadInput("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…; see docs/slack.md)")
+    base = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    client = WebClient(token=settings.slack_bot_token, base_url=base, timeout=15)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+def build_app(
+    service: Keepwell,
+    settings: Settings,
+    *,
+    client: WebClient | None = None,
+    today: Callable[[], date] = today_utc,
+) -> App:
+    """A Bolt app answering /keepwell, buttons, modals and App Home over the given services."""
+    if not settings.slack_signing_secret:
+        raise BadInput("SLACK_SIGNING_SECRET is not set (from the Slack app's Basic Information page)")
+    try:
+        app = App(
+            client=client or web_client(settings),
+            signing_secret=settings.slack_signing_secret,
+            process_before_response=True,  # ack in the request thread at once; work runs lazily
+            logger=logging.getLogger("keepwell.slack.bolt"),
+        )
+    except Exception as exc:  # auth.test failed: a wrong token, or Slack unreachable
+        raise OperationFailed(f"cannot start the Slack app: {exc}") from None
+    handlers.register(app, service, today)
+    return app

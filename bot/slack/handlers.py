@@ -1,0 +1,243 @@
+"""Bolt listeners. Each one acknowledges at once (parsing and checks only, no database), then does
+the work in a lazy listener and answers through `response_url` or the Web API.
+
+Side effects are claimed in the database first (event id, action timestamp, view id), so Slack's
+retries and double clicks never repeat them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.errors import BadInput
+from bot.services import Keepwell
+from bot.slack import blocks as B
+from bot.slack.commands import Actor, Command, Modal, Usage, draft_modal, execute, parse
+
+log = logging.getLogger("keepwell.slack")
+Today = Callable[[], date]
+
+# Every action and view the app answers; the manifest test checks these against what blocks use.
+ACTIONS = ("open_card", "risk_page", "draft_checkin", "log_note", "review_done", "draft_template",
+           "draft_recipient")
+VIEWS = ("note_submit", "draft_submit")
+COMMAND = "/keepwell"
+
+
+def _oops(respond: Respond | None, exc: Exception) -> None:
+    log.exception("a Slack request failed: %s", type(exc).__name__)
+    if respond is not None:
+        respond(**B.error("Something went wrong on our side; nothing was changed. Try again in a "
+                          "minute.").to_dict())
+
+
+def _reply(client: WebClient, respond: Respond | None, user: str, trigger: str | None,
+           result: B.Reply | Modal) -> None:
+    """Show a result where the request came from: a modal, the response_url, or a DM."""
+    if isinstance(result, Modal):
+        if trigger:
+            client.views_open(trigger_id=trigger, view=result.view)
+            return
+        result = result.fallback
+    if respond is not None:
+        respond(**result.to_dict())
+    else:
+        client.chat_postMessage(channel=user, **{k: v for k, v in result.to_dict().items()
+                                                 if k != "response_type"})
+
+
+def register(app: App, service: Keepwell, today: Today) -> None:
+    limit = service.config.slack.max_command_chars
+
+    # /keepwell ----------------------------------------------------------------------------------
+
+    def ack_command(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            cmd = parse(command.get("text", ""), limit)
+        except Usage as exc:
+            ack(**B.error(exc.message, exc.usage).to_dict())
+            return
+        if cmd.name == "help":
+            ack(**B.help_reply().to_dict())
+            return
+        ack()
+
+    def run_command(command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        try:
+            cmd = parse(command.get("text", ""), limit)
+        except Usage:
+            return  # answered in the acknowledgement
+        if cmd.name == "help":
+            return
+        actor = Actor(command["user_id"], f"cmd:{command.get('trigger_id') or command.get('text')}")
+        try:
+            result = execute(service, cmd, actor, today())
+            _reply(client, respond, actor.user_id, command.get("trigger_id"), result)
+        except BadInput as exc:
+            respond(**B.error(exc.message).to_dict())
+        except Exception as exc:  # never a stack trace in the channel
+            _oops(respond, exc)
+
+    app.command(COMMAND)(ack=ack_command, lazy=[run_command])
+
+    # buttons ------------------------------------------------------------------------------------
+
+    def just_ack(ack: Ack) -> None:
+        ack()
+
+    def action(handler: Callable[[dict[str, Any], dict[str, Any], WebClient, Respond | None], None],
+               *, once: bool = False) -> Callable[..., None]:
+        def lazy(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+            user = body["user"]["id"]
+            if once and not service.journal.claim(f"action:{user}:{action.get('action_ts')}"):
+                return
+            reply_to = respond if body.get("response_url") else None
+            try:
+                handler(body, action, client, reply_to)
+            except BadInput as exc:
+                _reply(client, reply_to, user, None, B.error(exc.message))
+            except Exception as exc:
+                _oops(reply_to, exc)
+        return lazy
+
+    def open_card(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        card = B.health_card(service.health(act["value"], today()))
+        if respond is None:  # from App Home: no message to answer, so show the card in a modal
+            client.views_open(trigger_id=body["trigger_id"], view={
+                "type": "modal", "title": {"type": "plain_text", "text": "Account health"},
+                "close": {"type": "plain_text", "text": "Close"}, "blocks": card.to_dict()["blocks"],
+            })
+        else:
+            respond(**card.to_dict())
+
+    def risk_page(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        spec = json.loads(act["value"])
+        expr, page = str(spec.get("expr", "")), int(spec.get("page", 1))
+        reply = B.risk_list(service.risk(today(), expr or None), expr, page, today())
+        if respond is not None:
+            respond(replace_original=True, **reply.to_dict())
+
+    def draft_checkin(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        modal = draft_modal(service, act["value"], today())
+        client.views_open(trigger_id=body["trigger_id"], view=modal.view)
+
+    def log_note(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        account = service.book.resolve(act["value"])
+        client.views_open(trigger_id=body["trigger_id"], view=B.note_modal(account.account_id, account.name))
+
+    def review_done(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        user = body["user"]["id"]
+        account, new = service.teamwork.review_done(act["value"], author=user, as_of=today(),
+                                                    ref=f"action:{user}:{act.get('action_ts')}")
+        said = "Review recorded as done" if new else "That review was already recorded"
+        _reply(client, respond, user, None, B.message(f"{said} for {account.name} on {today()}."))
+
+    def rerender_draft(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        view = body["view"]
+        state = view["state"]["values"]
+        template = state["template"]["draft_template"]["selected_option"]["value"]
+        email = state["recipient"]["draft_recipient"]["selected_option"]["value"]
+        modal = draft_modal(service, view["private_metadata"], today(), template=template, email=email)
+        client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal.view)
+
+    for action_id, handler, once in (
+        ("open_card", open_card, False), ("risk_page", risk_page, False),
+        ("draft_checkin", draft_checkin, False), ("log_note", log_note, False),
+        ("review_done", review_done, True), ("draft_template", rerender_draft, False),
+        ("draft_recipient", rerender_draft, False),
+    ):
+        app.action(action_id)(ack=just_ack, lazy=[action(handler, once=once)])
+
+    # modals -------------------------------------------------------------------------------------
+
+    def ack_note(ack: Ack, view: dict[str, Any]) -> None:
+        text = (view["state"]["values"].get("note", {}).get("text", {}).get("value") or "").strip()
+        if not text:
+            ack(response_action="errors", errors={"note": "Write something first."})
+            return
+        ack()
+
+    def save_note(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        values = view["state"]["values"]
+
+        def chosen(block: str) -> str | None:
+            option = values.get(block, {}).get("value", {}).get("selected_option")
+            return option["value"] if option else None
+
+        try:
+            account = service.teamwork.log_note(
+                view["private_metadata"], values["note"]["text"]["value"], author=user, as_of=today(),
+                ref=f"view:{view['id']}", sentiment=chosen("sentiment"), kind=chosen("kind") or "other",
+            )
+            client.chat_postMessage(channel=user, text=f"Note logged on {account.name}.")
+        except BadInput as exc:
+            client.chat_postMessage(channel=user, text=exc.message)
+        except Exception as exc:
+            _oops(None, exc)
+
+    def save_draft(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        values = view["state"]["values"]
+        try:
+            template = values["template"]["draft_template"]["selected_option"]["value"]
+            email = values["recipient"]["draft_recipient"]["selected_option"]["value"]
+            outcome = service.teamwork.create_draft(view["private_metadata"], email, template,
+                                                    author=user, as_of=today())
+            reply = B.draft_created(outcome.account.name, outcome.draft, outcome.location, outcome.created)
+            client.chat_postMessage(channel=user, text=reply.text, blocks=reply.to_dict()["blocks"])
+        except BadInput as exc:
+            client.chat_postMessage(channel=user, text=exc.message)
+        except Exception as exc:
+            _oops(None, exc)
+
+    app.view("note_submit")(ack=ack_note, lazy=[save_note])
+    app.view("draft_submit")(ack=just_ack, lazy=[save_draft])
+
+    # App Home -----------------------------------------------------------------------------------
+
+    def publish_home(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        if not service.journal.claim(f"event:{body.get('event_id')}"):
+            return  # a retry of an event already answered
+        user = event["user"]
+        try:
+            email = None
+            try:
+                info: dict[str, Any] = client.users_info(user=user).get("user") or {}
+                email = str((info.get("profile") or {}).get("email") or "").lower() or None
+            except SlackApiError:
+                pass  # without users:read.email, "my accounts" means the accounts whose team I am on
+            as_of = today()
+            mine = service.my_accounts(as_of, user, email)
+            due = [d for d in service.reviews(as_of, 90) if d.account.pk in {s.account.pk for s in mine}]
+            drafts = service.journal.recent_drafts(user)
+            client.views_publish(user_id=user, view=B.home_view(mine, due, drafts, as_of))
+        except Exception as exc:
+            _oops(None, exc)
+
+    app.event("app_home_opened")(ack=just_ack, lazy=[publish_home])
+
+
+__all__ = ["ACTIONS", "COMMAND", "VIEWS", "Command", "register"]
