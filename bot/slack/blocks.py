@@ -62,7 +62,7 @@ class Reply:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "text": clip(self.text),
+            "text": clip(esc(self.text)),  # notifications show it, and parse it as mrkdwn
             "blocks": [b.to_dict() for b in self.blocks[:MAX_BLOCKS]],
             "response_type": "in_channel" if self.in_channel else "ephemeral",
         }

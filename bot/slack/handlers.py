@@ -29,6 +29,7 @@ Today = Callable[[], date]
 ACTIONS = ("open_card", "risk_page", "draft_checkin", "log_note", "review_done", "draft_template",
            "draft_recipient")
 VIEWS = ("note_submit", "draft_submit")
+EVENTS = ("app_home_opened",)
 COMMAND = "/keepwell"
 
 
@@ -50,8 +51,16 @@ def _reply(client: WebClient, respond: Respond | None, user: str, trigger: str |
     if respond is not None:
         respond(**result.to_dict())
     else:
-        client.chat_postMessage(channel=user, **{k: v for k, v in result.to_dict().items()
-                                                 if k != "response_type"})
+        client.chat_postMessage(channel=user, **_message(result))
+
+
+def _message(reply: B.Reply) -> dict[str, Any]:
+    """A reply as chat.postMessage arguments (to the user's Messages tab)."""
+    return {k: v for k, v in reply.to_dict().items() if k != "response_type"}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return _message(B.message(text))
 
 
 def register(app: App, service: Keepwell, today: Today) -> None:
@@ -160,12 +169,14 @@ def register(app: App, service: Keepwell, today: Today) -> None:
         modal = draft_modal(service, view["private_metadata"], today(), template=template, email=email)
         client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal.view)
 
-    for action_id, handler, once in (
-        ("open_card", open_card, False), ("risk_page", risk_page, False),
-        ("draft_checkin", draft_checkin, False), ("log_note", log_note, False),
-        ("review_done", review_done, True), ("draft_template", rerender_draft, False),
-        ("draft_recipient", rerender_draft, False),
-    ):
+    answers = {
+        "open_card": (open_card, False), "risk_page": (risk_page, False),
+        "draft_checkin": (draft_checkin, False), "log_note": (log_note, False),
+        "review_done": (review_done, True), "draft_template": (rerender_draft, False),
+        "draft_recipient": (rerender_draft, False),
+    }
+    for action_id in ACTIONS:
+        handler, once = answers[action_id]
         app.action(action_id)(ack=just_ack, lazy=[action(handler, once=once)])
 
     # modals -------------------------------------------------------------------------------------
@@ -190,9 +201,9 @@ def register(app: App, service: Keepwell, today: Today) -> None:
                 view["private_metadata"], values["note"]["text"]["value"], author=user, as_of=today(),
                 ref=f"view:{view['id']}", sentiment=chosen("sentiment"), kind=chosen("kind") or "other",
             )
-            client.chat_postMessage(channel=user, text=f"Note logged on {account.name}.")
+            client.chat_postMessage(channel=user, **_plain(f"Note logged on {account.name}."))
         except BadInput as exc:
-            client.chat_postMessage(channel=user, text=exc.message)
+            client.chat_postMessage(channel=user, **_plain(exc.message))
         except Exception as exc:
             _oops(None, exc)
 
@@ -205,14 +216,16 @@ def register(app: App, service: Keepwell, today: Today) -> None:
             outcome = service.teamwork.create_draft(view["private_metadata"], email, template,
                                                     author=user, as_of=today())
             reply = B.draft_created(outcome.account.name, outcome.draft, outcome.location, outcome.created)
-            client.chat_postMessage(channel=user, text=reply.text, blocks=reply.to_dict()["blocks"])
+            client.chat_postMessage(channel=user, **_message(reply))
         except BadInput as exc:
-            client.chat_postMessage(channel=user, text=exc.message)
+            client.chat_postMessage(channel=user, **_plain(exc.message))
         except Exception as exc:
             _oops(None, exc)
 
-    app.view("note_submit")(ack=ack_note, lazy=[save_note])
-    app.view("draft_submit")(ack=just_ack, lazy=[save_draft])
+    views = {"note_submit": (ack_note, save_note), "draft_submit": (just_ack, save_draft)}
+    for callback_id in VIEWS:
+        ack_view, work = views[callback_id]
+        app.view(callback_id)(ack=ack_view, lazy=[work])
 
     # App Home -----------------------------------------------------------------------------------
 
@@ -237,7 +250,8 @@ def register(app: App, service: Keepwell, today: Today) -> None:
         except Exception as exc:
             _oops(None, exc)
 
-    app.event("app_home_opened")(ack=just_ack, lazy=[publish_home])
+    for event in EVENTS:
+        app.event(event)(ack=just_ack, lazy=[publish_home])
 
 
-__all__ = ["ACTIONS", "COMMAND", "VIEWS", "Command", "register"]
+__all__ = ["ACTIONS", "COMMAND", "EVENTS", "VIEWS", "Command", "register"]
