@@ -12,7 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from bot.config import KeepwellConfig
 from bot.core.digest import is_at_risk
@@ -128,12 +128,10 @@ class Keepwell:
             Scored(a, dataclasses.replace(s, previous_score=previous.get(a.pk))) for a, s in pairs
         ]
 
-    def _peers_for(self, as_of: date) -> Peers:
+    def _peers_for(self, as_of: date, conn: Connection) -> Peers:
         """The day's peer distribution: from the stored run (cached while it is current), or live."""
-        with self.book.engine.connect() as conn:
-            computed = conn.execute(
-                select(m.table_of(m.ScoreRun).c.computed_at).where(m.table_of(m.ScoreRun).c.as_of == as_of)
-            ).scalar()
+        runs = m.table_of(m.ScoreRun)
+        computed = conn.execute(select(runs.c.computed_at).where(runs.c.as_of == as_of)).scalar()
         if computed is not None:
             cached = self._peers.get(as_of)
             if cached is not None and cached[0] == computed:
@@ -148,15 +146,15 @@ class Keepwell:
 
     def health(self, query: str, as_of: date) -> HealthCard:
         """One account's health, computed now from its data, against the day's peers."""
-        account = self.book.resolve(query)
-        peers = self._peers_for(as_of)
-        inputs = self.book.health_inputs(as_of, self.config.health, [account.pk])[0]
-        previous = self.book.previous_scores(as_of, [account.pk]).get(account.pk)
+        with self.book.engine.connect() as conn:
+            account = self.book.resolve(query, conn)
+            peers = self._peers_for(as_of, conn)
+            inputs = self.book.health_inputs(as_of, self.config.health, [account.pk], conn)[0]
+            previous = self.book.previous_scores(as_of, [account.pk], conn).get(account.pk)
+            team = self.book.team(account.pk, conn)
+            touch = self.book.latest_touch(account.pk, as_of, conn)
         score = score_account(inputs, self.config.health, as_of, peers, previous)
-        return HealthCard(
-            Scored(account, score), self.book.team(account.pk), self.book.latest_touch(account.pk, as_of),
-            as_of,
-        )
+        return HealthCard(Scored(account, score), team, touch, as_of)
 
     def _segment(self, expr: str | None) -> Any:
         try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -77,6 +78,25 @@ class Book:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._names_cache: tuple[tuple[Any, ...], list[_Name]] | None = None
+        self._present: set[str] = set()  # tables known to hold rows (checked again while empty)
+
+    @contextmanager
+    def use(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """The given connection (one report, one connection), or a new one."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as new:
+                yield new
+
+    def _has(self, conn: Connection, table: Any) -> bool:
+        """Whether the book has any rows of a kind: a factor without data is left out, not zero."""
+        if table.name in self._present:
+            return True
+        if _has_rows(conn, table):
+            self._present.add(table.name)
+            return True
+        return False
 
     def ping(self) -> bool:
         """True while the database answers (for load balancers' health checks)."""
@@ -107,24 +127,24 @@ class Book:
                                                r.name.casefold(), _words(r.name)) for r in rows])
         return self._names_cache[1]
 
-    def find_exact(self, query: str) -> Account | None:
+    def find_exact(self, query: str, conn: Connection | None = None) -> Account | None:
         """The account whose id or name is exactly this (case aside), if exactly one."""
         q = " ".join(query.split())
         if not q:
             return None
-        with self.engine.connect() as conn:
+        with self.use(conn) as conn:
             row = conn.execute(select(A).where(A.c.account_id == q)).first()
             if row is None:
                 found = conn.execute(select(A).where(func.lower(A.c.name) == q.lower()).limit(2)).all()
                 row = found[0] if len(found) == 1 else None
         return _account(row) if row is not None else None
 
-    def resolve(self, query: str) -> Account:
+    def resolve(self, query: str, conn: Connection | None = None) -> Account:
         """An account by id, exact name, unique word-prefix, or a clearly best fuzzy match."""
         q = " ".join(query.split())
         if not q:
             raise BadInput("give an account id or name")
-        found = self.find_exact(q)  # the usual case, answered by the database
+        found = self.find_exact(q, conn)  # the usual case, answered by the database
         if found is not None:
             return found
         with self.engine.connect() as conn:
@@ -157,22 +177,23 @@ class Book:
     # health inputs ------------------------------------------------------------------------------
 
     def health_inputs(
-        self, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None = None
+        self, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None = None,
+        conn: Connection | None = None,
     ) -> list[HealthInputs]:
         """Everything the scorecard reads, for every account (or the given ones), as of a day."""
-        with self.engine.connect() as conn:
+        with self.use(conn) as conn:
             accounts = [_account(r) for r in conn.execute(
                 select(A).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
             )]
             if not accounts:
                 return []
-            usage = self._usage(conn, as_of, cfg, pks) if _has_rows(conn, U) else None
+            usage = self._usage(conn, as_of, cfg, pks) if self._has(conn, U) else None
             nps = self._nps(conn, as_of, cfg, pks)
-            tickets = self._open_tickets(conn, as_of, pks) if _has_rows(conn, T) else None
-            invoices = self._overdue(conn, as_of, pks) if _has_rows(conn, I) else None
-            touches_known = _has_rows(conn, TO)
+            tickets = self._open_tickets(conn, as_of, pks) if self._has(conn, T) else None
+            invoices = self._overdue(conn, as_of, pks) if self._has(conn, I) else None
+            touches_known = self._has(conn, TO)
             last_touch = self._last_touch(conn, as_of, pks) if touches_known else {}
-            champions = self._champions(conn, pks) if _has_rows(conn, C) else None
+            champions = self._champions(conn, pks) if self._has(conn, C) else None
         empty = UsageWindow()
         return [
             HealthInputs(
@@ -276,8 +297,17 @@ class Book:
 
     # snapshots ----------------------------------------------------------------------------------
 
-    def previous_scores(self, as_of: date, pks: Sequence[int] | None = None) -> dict[int, int]:
+    def previous_scores(
+        self, as_of: date, pks: Sequence[int] | None = None, conn: Connection | None = None
+    ) -> dict[int, int]:
         """Each account's latest stored score from before `as_of`."""
+        if pks is not None and len(pks) == 1:
+            with self.use(conn) as c:
+                score = c.execute(
+                    select(S.c.score).where(S.c.account_pk == pks[0], S.c.as_of < as_of)
+                    .order_by(S.c.as_of.desc()).limit(1)
+                ).scalar()
+            return {} if score is None else {pks[0]: score}
         latest = (
             select(S.c.account_pk, func.max(S.c.as_of).label("day"))
             .where(S.c.as_of < as_of, _where_pk(S.c.account_pk, pks))
@@ -362,8 +392,8 @@ class Book:
 
     # account details ----------------------------------------------------------------------------
 
-    def team(self, pk: int) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+    def team(self, pk: int, conn: Connection | None = None) -> list[tuple[str, str]]:
+        with self.use(conn) as conn:
             rows = conn.execute(
                 select(TM.c.member, TM.c.function).where(TM.c.account_pk == pk)
                 .order_by(TM.c.function, TM.c.member)
@@ -375,8 +405,8 @@ class Book:
             rows = conn.execute(select(C).where(C.c.account_pk == pk).order_by(C.c.role, C.c.email))
             return [dict(r._mapping) for r in rows]
 
-    def latest_touch(self, pk: int, as_of: date) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+    def latest_touch(self, pk: int, as_of: date, conn: Connection | None = None) -> dict[str, Any] | None:
+        with self.use(conn) as conn:
             row = conn.execute(
                 select(TO).where(TO.c.account_pk == pk, TO.c.day <= as_of)
                 .order_by(TO.c.day.desc(), TO.c.id.desc()).limit(1)
