@@ -112,7 +112,7 @@ def window(args: tuple[str, ...], as_of: date) -> tuple[date, date]:
                 "`/keepwell retention last-quarter`")
 
 
-def _note_target(service: Keepwell, words: tuple[str, ...]) -> tuple[str, str]:
+def note_target(service: Keepwell, words: tuple[str, ...]) -> tuple[str, str]:
     """Split 'ACME Corp had a call' into account and text: the longest leading words naming one."""
     for cut in range(len(words) - 1, 0, -1):
         if service.book.find_exact(" ".join(words[:cut])) is not None:
@@ -153,7 +153,7 @@ def execute(service: Keepwell, cmd: Command, actor: Actor, as_of: date) -> B.Rep
         said = "Review recorded as done" if new else "That review was already recorded"
         return B.message(f"{said} for {account.name} on {as_of}.")
     if cmd.name == "note":
-        query, text = _note_target(service, cmd.words)
+        query, text = note_target(service, cmd.words)
         account = service.book.resolve(query)
         return Modal(B.note_modal(account.account_id, account.name, text),
                      B.message(f"Note for {account.name}: {text}"))

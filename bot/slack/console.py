@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from bot.errors import BadInput
 from bot.services import Keepwell
 from bot.slack import blocks as B
-from bot.slack.commands import Actor, Modal, Usage, execute, parse
+from bot.slack.commands import Actor, Modal, Usage, execute, note_target, parse
 
 MENTION = re.compile(r"<@([A-Z0-9]+)>")
 
@@ -56,9 +56,7 @@ def answer(service: Keepwell, line: str, user: str, as_of: date) -> str:
     try:
         cmd = parse(text, service.config.slack.max_command_chars)
         if cmd.name == "note":  # no form to fill in here: log it as written
-            from bot.slack.commands import _note_target
-
-            query, note = _note_target(service, cmd.words)
+            query, note = note_target(service, cmd.words)
             account = service.teamwork.log_note(query, note, author=user, as_of=as_of, ref=actor.ref)
             return f"Note logged on {account.name}."
         if cmd.name == "draft":

@@ -16,6 +16,7 @@ from bot.slack import blocks as B
 from bot.slack.mrkdwn import clip, esc, mention
 from bot.store import Scored
 from tests.slack.conftest import AS_OF
+from tests.slack.payloads import texts
 
 EVIL = ["<!channel>", "<https://evil.example|click here>", "<@U0ADMIN>", "A & B <script>"]
 
@@ -29,6 +30,11 @@ def scored(name: str = "ACME Corp", score: int = 35, drivers: int = 3, **over: o
         drivers=tuple(Driver(f"f{i}", i, -float(i), f"reason {i} for {name}") for i in range(drivers)),
     )
     return Scored(dataclasses.replace(account, **over), health)  # type: ignore[arg-type]
+
+
+def card(name: str = "ACME Corp", note: str = "went well") -> HealthCard:
+    return HealthCard(scored(name), [("U0123ABCD", "cs"), ("zoe@example.com", "exec")],
+                      {"day": date(2026, 6, 1), "team": "cs", "channel": "call", "note": note}, AS_OF)
 
 
 def card(name: str = "ACME Corp", note: str = "went well") -> HealthCard:
