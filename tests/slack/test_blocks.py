@@ -37,29 +37,6 @@ def card(name: str = "ACME Corp", note: str = "went well") -> HealthCard:
                       {"day": date(2026, 6, 1), "team": "cs", "channel": "call", "note": note}, AS_OF)
 
 
-def card(name: str = "ACME Corp", note: str = "went well") -> HealthCard:
-    return HealthCard(scored(name), [("U0123ABCD", "cs"), ("zoe@example.com", "exec")],
-                      {"day": date(2026, 6, 1), "team": "cs", "channel": "call", "note": note}, AS_OF)
-
-
-def texts(payload: object, kinds: tuple[str, ...] = ("mrkdwn", "plain_text")) -> list[str]:
-    """Every text object of these kinds in a payload."""
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in kinds and isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(payload)
-    return found
-
-
 def test_health_card_shows_what_a_csm_needs():
     data = B.health_card(card()).to_dict()
     joined = "\n".join(texts(data))
