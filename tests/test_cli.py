@@ -291,3 +291,23 @@ def test_empty_book_says_so(tmp_path, capsys):
     assert code == 2 and "the book is empty" in err
     code, out, _ = run(capsys, "risk", "--db", url)
     assert code == 0 and "no accounts match" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["run"], {}, "SLACK_APP_TOKEN is not set"),
+        (["serve"], {}, "SLACK_SIGNING_SECRET is not set"),
+        (["serve"], {"SLACK_SIGNING_SECRET": "s3cret-value"}, "SLACK_BOT_TOKEN is not set"),
+        (["serve"], {"SLACK_SIGNING_SECRET": "changeme"}, "SLACK_SIGNING_SECRET: Value error, looks like a"),
+    ],
+)
+def test_slack_modes_refuse_to_start_without_their_secrets(tmp_path, capsys, monkeypatch, args, env, message):
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *args, "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1

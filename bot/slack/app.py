@@ -43,9 +43,10 @@ def build_app(
     """A Bolt app answering /keepwell, buttons, modals and App Home over the given services."""
     if not settings.slack_signing_secret:
         raise BadInput("SLACK_SIGNING_SECRET is not set (from the Slack app's Basic Information page)")
+    client = client or web_client(settings)
     try:
         app = App(
-            client=client or web_client(settings),
+            client=client,
             signing_secret=settings.slack_signing_secret,
             process_before_response=True,  # ack in the request thread at once; work runs lazily
             logger=logging.getLogger("keepwell.slack.bolt"),

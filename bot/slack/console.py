@@ -72,7 +72,9 @@ def answer(service: Keepwell, line: str, user: str, as_of: date) -> str:
         reply = result.fallback if isinstance(result, Modal) else result
         return render_blocks(reply.to_dict()["blocks"])
     except Usage as exc:
-        return render_blocks(B.error(exc.message, exc.usage).to_dict()["blocks"])
+        unknown = exc.message.startswith("unknown command")
+        reply = B.help_reply(exc.message) if unknown else B.error(exc.message, exc.usage)
+        return render_blocks(reply.to_dict()["blocks"])
     except BadInput as exc:
         return render_blocks(B.error(exc.message).to_dict()["blocks"])
 

@@ -72,7 +72,8 @@ def register(app: App, service: Keepwell, today: Today) -> None:
         try:
             cmd = parse(command.get("text", ""), limit)
         except Usage as exc:
-            ack(**B.error(exc.message, exc.usage).to_dict())
+            unknown = exc.message.startswith("unknown command")
+            ack(**(B.help_reply(exc.message) if unknown else B.error(exc.message, exc.usage)).to_dict())
             return
         if cmd.name == "help":
             ack(**B.help_reply().to_dict())

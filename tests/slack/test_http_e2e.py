@@ -123,6 +123,7 @@ def test_bad_input_is_answered_in_the_ack(server):
     assert status == 200
     data = json.loads(answer)
     assert data["response_type"] == "ephemeral" and "unknown command 'bogus'" in json.dumps(data)
+    assert "/keepwell health ACCOUNT" in json.dumps(data)  # and the help that says what would work
     status, answer, _ = send(server, slash_command("x" * 10_000, response_url=server.fake.response_url("b2")))
     assert status == 200 and "a command takes at most" in answer.decode()
 
