@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import unicodedata
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from email.errors import HeaderParseError
@@ -21,13 +24,25 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    Undefined,
+    UndefinedError,
+    select_autoescape,
+)
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import BadInput
 
 MAX_OUTPUT = 200_000
+MAX_SECONDS = 2.0
+MAX_POWER = 64
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SAFE_URL = re.compile(r"^(https?://|mailto:)[^\s<>\"']+$", re.IGNORECASE)
 
 
 def builtin_templates() -> Path:
@@ -43,15 +58,69 @@ class RenderError(ValueError):
     """A template could not be rendered for one recipient (a missing field, a limit)."""
 
 
+class Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox (no Python internals), plus limits a user's template cannot get round:
+    `*` and `**` are checked before they allocate, `range` stops at the render's deadline, and
+    output is bounded while it streams (see `render`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
+            raise SecurityError(f"power too large in template ({right})")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and (
+                    len(seq) * times > MAX_OUTPUT
+                ):
+                    raise SecurityError(f"template output would exceed {MAX_OUTPUT} characters")
+        return super().call_binop(context, operator, left, right)
+
+
+_deadline: ContextVar[float] = ContextVar("keepwell_render_deadline", default=float("inf"))
+
+
+def _check_time() -> None:
+    if time.monotonic() > _deadline.get():
+        raise SecurityError(f"template took longer than {MAX_SECONDS:g}s to render")
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    for i, value in enumerate(range(*args)):
+        if len(range(*args)) > 100_000:
+            raise SecurityError("range too large in template")
+        if i % 1000 == 0:
+            _check_time()
+        yield value
+
+
+def _require(value: Any, what: str) -> Any:
+    """`{{ require(links.survey, "a survey link") }}`: a missing value skips the recipient, with why."""
+    if value is None or value == "" or isinstance(value, Undefined):
+        raise UndefinedError(f"missing {what}")
+    return value
+
+
+def _url(value: Any) -> str:
+    """Only http(s) and mailto links reach an email; `javascript:` and the like are refused."""
+    text = str(value).strip()
+    if not SAFE_URL.match(text):
+        raise UndefinedError(f"refused link {text[:60]!r} (only http, https and mailto)")
+    return text
+
+
 def environment(extra: Path | None = None) -> SandboxedEnvironment:
     paths = [str(p) for p in (extra, builtin_templates() / "email") if p is not None]
-    return SandboxedEnvironment(
+    env = Sandbox(
         loader=FileSystemLoader(paths),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals.update(range=_bounded_range, require=_require)
+    env.filters["url"] = _url
+    return env
 
 
 def header_text(value: str) -> str:
@@ -82,16 +151,29 @@ def message_id(*parts: str) -> str:
 def render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, text, html) of template NAME for one recipient, or RenderError saying why not."""
     parts = []
-    for suffix in ("subject.j2", "txt.j2", "html.j2"):
-        try:
-            out = env.get_template(f"{name}.{suffix}").render(context)
-        except TemplateNotFound:
-            raise BadInput(f"no email template {name!r} (expected {name}.{suffix})") from None
-        except TemplateError as exc:
-            raise RenderError(f"template {name}.{suffix}: {exc.message}") from None
-        if len(out) > MAX_OUTPUT:
-            raise RenderError(f"template {name}.{suffix} rendered more than {MAX_OUTPUT} characters")
-        parts.append(out)
+    token = _deadline.set(time.monotonic() + MAX_SECONDS)
+    try:
+        for suffix in ("subject.j2", "txt.j2", "html.j2"):
+            try:
+                template = env.get_template(f"{name}.{suffix}")
+            except TemplateNotFound:
+                raise BadInput(f"no email template {name!r} (expected {name}.{suffix})") from None
+            chunks: list[str] = []
+            size = 0
+            try:
+                for chunk in template.generate(context):
+                    size += len(chunk)
+                    if size > MAX_OUTPUT:
+                        raise RenderError(
+                            f"template {name}.{suffix} rendered more than {MAX_OUTPUT} characters"
+                        )
+                    chunks.append(chunk)
+                    _check_time()
+            except TemplateError as exc:
+                raise RenderError(f"template {name}.{suffix}: {exc.message}") from None
+            parts.append("".join(chunks))
+    finally:
+        _deadline.reset(token)
     subject = header_text(parts[0])
     if not subject:
         raise RenderError(f"template {name} rendered an empty subject")

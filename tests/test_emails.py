@@ -121,7 +121,7 @@ def test_sandbox_blocks_python_internals(tmp_path: Path, source: str):
 
 def test_output_bomb_stops_at_the_limit(tmp_path: Path):
     (tmp_path / "bomb.subject.j2").write_text("hi")
-    (tmp_path / "bomb.txt.j2").write_text("{{ 'a' * 10**6 }}")
+    (tmp_path / "bomb.txt.j2").write_text("{% for i in range(99999) %}{{ 'abc' }}{% endfor %}")
     (tmp_path / "bomb.html.j2").write_text("x")
     with pytest.raises(RenderError, match="more than"):
         render(environment(tmp_path), "bomb", {})
@@ -162,3 +162,28 @@ def test_outbox_writes_each_draft_once(tmp_path: Path):
     assert new and not new_again and path == again
     assert [p.name for p in (tmp_path / "outbox").iterdir()] == [path.name]
     assert parse(path.read_bytes())["Message-ID"] == draft().message_id
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{{ 'a' * 10**8 }}", "would exceed"),
+        ("{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}", "longer than"),
+        ("{{ range(10**7) | list | length }}", "range too large"),
+        ("{{ 2 ** 1000 }}", "power too large"),
+        ("{{ require(none, 'a survey link') }}", "missing a survey link"),
+        ("<a href='{{ \"javascript:alert(1)\" | url }}'>x</a>", "refused link"),
+    ],
+)
+def test_template_limits_stop_bombs_and_bad_links(tmp_path: Path, source: str, message: str):
+    for suffix, text in (("subject.j2", "hi"), ("txt.j2", source), ("html.j2", "x")):
+        (tmp_path / f"t.{suffix}").write_text(text)
+    with pytest.raises(RenderError, match=message):
+        render(environment(tmp_path), "t", {})
+
+
+def test_safe_links_pass_the_url_filter(tmp_path: Path):
+    for suffix, text in (("subject.j2", "hi"), ("txt.j2", "{{ link | url }}"), ("html.j2", "x")):
+        (tmp_path / f"t.{suffix}").write_text(text)
+    _, text, _ = render(environment(tmp_path), "t", {"link": "https://example.com/survey?a=1"})
+    assert text.strip() == "https://example.com/survey?a=1"
