@@ -130,6 +130,27 @@ class DigestConfig(_Strict):
     only_when_changed: bool = False
 
 
+class DraftsConfig(_Strict):
+    """Check-in drafts: who signs them, what links they may carry, how often a contact may get one."""
+
+    company: str = "our team"  # how emails name your company ("the ACME team")
+    signature: str = "Customer Success"
+    survey_url: str | None = None  # the NPS survey link (the nps_survey template needs it)
+    booking_url: str | None = None  # a meeting-booking link, offered where a template has one
+    roles: list[str] = ["champion", "decision_maker"]  # who a bulk plan writes to by default
+    cap_days: int = Field(14, ge=0)  # at most one Keepwell draft per contact in this many days
+    quiet_days: int = Field(3, ge=0)  # none when any team emailed the contact this recently
+    quota_units_per_minute: int = Field(15_000, ge=100)  # Gmail's per-user quota; a create costs 10
+    batch_size: int = Field(50, ge=1, le=100)
+
+    @field_validator("survey_url", "booking_url")
+    @classmethod
+    def _safe_link(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("https://", "http://", "mailto:")):
+            raise ValueError("must be an http(s) or mailto link")
+        return value
+
+
 class SlackConfig(_Strict):
     """Who may change what from Slack: everyone reads; writes record their author."""
 
@@ -144,6 +165,7 @@ class KeepwellConfig(_Strict):
     reviews: ReviewsConfig = ReviewsConfig()
     digests: list[DigestConfig] = []
     slack: SlackConfig = SlackConfig()
+    drafts: DraftsConfig = DraftsConfig()
     templates: Path | None = None  # a folder of your own email templates (override or add)
 
 

@@ -82,7 +82,8 @@ def run_demo(
             continue
         inputs = service.book.health_inputs(as_of, service.config.health, [account.pk])[0]
         touch = service.book.latest_touch(account.pk, as_of)
-        result = draft_for(env, "checkin", account, contact, inputs, touch["note"] if touch else None, as_of)
+        result = draft_for(env, "checkin", account, contact, inputs, touch, as_of, health=item.health,
+                           settings=service.config.drafts)
         if isinstance(result, Skip):
             skipped.append(result)
             continue

@@ -84,9 +84,7 @@ class Keepwell:
         self.book = book
         self.config = config
         self.journal = Journal(book.engine)
-        self.teamwork = Teamwork(
-            book, self.journal, drafts or Outbox(Path("outbox")), config.health, config.templates
-        )
+        self.teamwork = Teamwork(book, self.journal, drafts or Outbox(Path("outbox")), config)
         self._peers: dict[date, tuple[datetime, Peers]] = {}
 
     # import and scoring -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.config import HealthConfig
+from bot.config import KeepwellConfig
 from bot.core.model import Account
 from bot.drafting import Skip, draft_for
 from bot.emails import Draft, builtin_templates, environment
@@ -40,15 +40,13 @@ class DraftOutcome:
 
 
 class Teamwork:
-    def __init__(
-        self, book: Book, journal: Journal, drafts: DraftStore, health: HealthConfig,
-        templates: Path | None = None,
-    ) -> None:
+    def __init__(self, book: Book, journal: Journal, drafts: DraftStore, config: KeepwellConfig) -> None:
         self.book = book
         self.journal = journal
         self.drafts = drafts
-        self.health = health
-        self.templates = templates
+        self.config = config
+        self.health = config.health
+        self.templates = config.templates
 
     def log_note(
         self, query: str, text: str, *, author: str, as_of: date, ref: str,
@@ -111,8 +109,8 @@ class Teamwork:
             raise BadInput(f"{email} is not a reachable contact of {account.name}")
         inputs = self.book.health_inputs(as_of, self.health, [account.pk])[0]
         touch = self.book.latest_touch(account.pk, as_of)
-        result = draft_for(environment(self.templates), template, account, contact, inputs,
-                           touch["note"] if touch else None, as_of)
+        result = draft_for(environment(self.templates), template, account, contact, inputs, touch, as_of,
+                           settings=self.config.drafts)
         if isinstance(result, Skip):
             raise BadInput(f"cannot draft for {result.to}: {result.reason}")
         return result

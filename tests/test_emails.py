@@ -31,6 +31,10 @@ def inputs(usage: UsageWindow | None = None) -> HealthInputs:
     return HealthInputs(account=ACME, usage=usage or UsageWindow(user_days=58, prev_user_days=100))
 
 
+def touch(note: str) -> dict[str, object]:
+    return {"day": date(2026, 6, 20), "note": note, "team": "cs", "channel": "call"}
+
+
 def draft(**over: str) -> Draft:
     base = dict(template="checkin", account_id="A1", to_email="dana@acme.example", to_name="Dana Ruiz",
                 from_email="maya@example.com", from_name="Maya Chen", subject="Checking in",
@@ -44,7 +48,7 @@ def parse(raw: bytes) -> email.message.EmailMessage:
 
 
 def test_checkin_draft_is_personal_and_valid_mime():
-    result = draft_for(environment(), "checkin", ACME, contact(), inputs(), "wants faster reports",
+    result = draft_for(environment(), "checkin", ACME, contact(), inputs(), touch("wants faster reports"),
                        date(2026, 6, 30))
     assert isinstance(result, Draft)
     msg = parse(to_mime(result, WHEN).as_bytes())
@@ -89,7 +93,7 @@ def test_no_header_injection(name, subject, local):
 
 def test_html_part_escapes_data(tmp_path: Path):
     evil = "<script>alert(1)</script> & <b>bold</b>"
-    result = draft_for(environment(), "checkin", ACME, contact(first_name=evil), inputs(), evil,
+    result = draft_for(environment(), "checkin", ACME, contact(first_name=evil), inputs(), touch(evil),
                        date(2026, 6, 30))
     assert isinstance(result, Draft)
     assert "<script>" not in result.html and "&lt;script&gt;" in result.html
