@@ -242,6 +242,65 @@ def demo(
              data_dir=Path("demo-data"), outbox=runtime.settings.outbox)
 
 
+drafts_app = typer.Typer(help="Check-in drafts: plan who gets one, then create them for review.",
+                         no_args_is_help=True)
+app.add_typer(drafts_app, name="drafts")
+
+
+def draft_store(mailbox: str | None) -> Any:
+    """Gmail when Google credentials are configured, else the local outbox (the one wiring point)."""
+    from integrations.google_store import gmail_store, google_configured
+
+    settings = runtime.settings
+    if google_configured(settings):
+        return gmail_store(settings, runtime.config.drafts, mailbox)
+    if mailbox:
+        raise BadInput("--mailbox needs Google credentials (keepwell auth google, or "
+                       "GOOGLE_APPLICATION_CREDENTIALS with a service account)")
+    return Outbox(settings.outbox)
+
+
+@drafts_app.command("plan")
+def drafts_plan(
+    template: Annotated[str, typer.Option("--template", help="e.g. checkin, qbr_invite, nps_survey.")],
+    account: Annotated[str | None, typer.Option("--account", help="One account (id or name).")] = None,
+    segment: SegmentOpt = None,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who would get a draft, who is skipped and why; stores the plan (nothing is created yet)."""
+    from bot.drafts import Drafting
+
+    plan = Drafting(runtime.service(db)).plan(template, as_of=parse_day(as_of, "--as-of"),
+                                               account=account, segment=segment)
+    if as_json:
+        emit_json(plan.to_dict())
+    else:
+        render.plan_view(out, plan)
+
+
+@drafts_app.command("apply")
+def drafts_apply(
+    plan_id: Annotated[str, typer.Argument(help="The id `drafts plan` printed.")],
+    mailbox: Annotated[str | None, typer.Option("--mailbox", help="Delegated mailbox (service account).")]
+    = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the plan's drafts (Gmail or the outbox); safe to re-run, never creates one twice."""
+    from bot.drafts import Drafting
+
+    store = draft_store(mailbox)
+    drafting = Drafting(runtime.service(db))
+    with render.progress_bar(out, disable=as_json) as advance:
+        summary = drafting.apply(plan_id, store, progress=advance)
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        render.apply_view(out, summary, store.name)
+
+
 HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from bot.core.digest import Digest, reasons
 from bot.core.retention import Cohort, Retention
+from bot.drafts import ApplySummary, Plan
 from bot.importer.run import ImportReport
 from bot.services import DueItem, HealthCard, ScoreSummary
 from bot.store import Scored
@@ -215,3 +218,45 @@ def digest(console: Console, d: Digest) -> None:
             ren.add_row(a.renewal_date.isoformat() if a.renewal_date else "", Text(a.name),
                         band(h.band, h.score) if h else "—", money(a.mrr))
         console.print(ren)
+
+
+def plan_view(console: Console, plan: Plan) -> None:
+    console.print(Text(f"Plan {plan.plan_id}: {len(plan.drafts)} draft(s) with template {plan.template} "
+                       f"for {plan.target}; {len(plan.skipped)} skipped", style="bold"))
+    reasons_count: dict[str, int] = {}
+    for _, reason in plan.skipped:
+        key = reason.split(" (")[0]
+        reasons_count[key] = reasons_count.get(key, 0) + 1
+    for reason, n in sorted(reasons_count.items(), key=lambda kv: -kv[1]):
+        console.print(Text(f"  skipped {n}: {reason}"))
+    for to, reason in plan.skipped[:10]:
+        console.print(Text(f"    {to}: {reason}", style="dim"))
+    if plan.sample is not None:
+        console.print(Text(f"Sample, to {plan.sample.to_email} — {plan.sample.subject}", style="bold"))
+        console.print(Text(plan.sample.text))
+    console.print(Text(f"Create them with: keepwell drafts apply {plan.plan_id}"))
+
+
+@contextmanager
+def progress_bar(console: Console, disable: bool = False) -> Iterator[Callable[[int, int], None]]:
+    with Progress(TextColumn("drafts"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=disable, transient=False) as bar:
+        task = bar.add_task("drafts", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def apply_view(console: Console, summary: ApplySummary, store: str) -> None:
+    where = "Gmail drafts" if store == "gmail" else "the outbox"
+    console.print(Text(f"{summary.created} draft(s) in {where}; {len(summary.skipped)} skipped; "
+                       f"{len(summary.failed)} failed. Nothing was sent: review and send them yourself.",
+                       style="bold"))
+    for to, link in summary.links[:20]:
+        console.print(Text(f"  {to}: {link}"))
+    if len(summary.links) > 20:
+        console.print(Text(f"  … and {len(summary.links) - 20} more"))
+    for to, reason in summary.failed:
+        console.print(Text(f"  failed {to}: {reason}", style="red"))

@@ -21,11 +21,11 @@ from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention
 from bot.core.segments import SegmentError, parse_segment
 from bot.db import models as m
+from bot.draftstore import DraftStore, NoStore
 from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
 from bot.store import Book, Journal, Scored
-from bot.teamwork import DraftStore, Teamwork
-from integrations.outbox import Outbox
+from bot.teamwork import Teamwork
 
 
 def health_dict(item: Scored) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Keepwell:
         self.book = book
         self.config = config
         self.journal = Journal(book.engine)
-        self.teamwork = Teamwork(book, self.journal, drafts or Outbox(Path("outbox")), config)
+        self.teamwork = Teamwork(book, self.journal, drafts or NoStore(), config)
         self._peers: dict[date, tuple[datetime, Peers]] = {}
 
     # import and scoring -------------------------------------------------------------------------

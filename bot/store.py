@@ -405,6 +405,27 @@ class Book:
             rows = conn.execute(select(C).where(C.c.account_pk == pk).order_by(C.c.role, C.c.email))
             return [dict(r._mapping) for r in rows]
 
+    def latest_touches(self, pks: Sequence[int], as_of: date) -> dict[int, dict[str, Any]]:
+        """Each account's latest touch on or before the day (one ordered scan for many accounts)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TO).where(TO.c.day <= as_of, _where_pk(TO.c.account_pk, list(pks)))
+                .order_by(TO.c.account_pk, TO.c.day, TO.c.id)
+            )
+            out: dict[int, dict[str, Any]] = {}
+            for r in rows:
+                out[r.account_pk] = dict(r._mapping)
+            return out
+
+    def contacts_of(self, pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """The contacts of many accounts at once, by account."""
+        out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(C).where(_where_pk(C.c.account_pk, list(pks)))
+                                  .order_by(C.c.account_pk, C.c.role, C.c.email)):
+                out[r.account_pk].append(dict(r._mapping))
+        return out
+
     def latest_touch(self, pk: int, as_of: date, conn: Connection | None = None) -> dict[str, Any] | None:
         with self.use(conn) as conn:
             row = conn.execute(

@@ -6,15 +6,15 @@ request changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from pathlib import Path
-from typing import Any, Protocol
+from datetime import date
+from typing import Any
 
 from bot.config import KeepwellConfig
 from bot.core.model import Account
 from bot.drafting import Skip, draft_for
+from bot.draftstore import Created, DraftStore, Failed, Retry
 from bot.emails import Draft, builtin_templates, environment
-from bot.errors import BadInput
+from bot.errors import BadInput, OperationFailed
 from bot.importer.cells import enum_parser, parse_member
 from bot.store import Book, Journal
 
@@ -23,12 +23,6 @@ FUNCTIONS = ("sales", "cs", "support", "marketing", "product", "exec")
 SENTIMENTS = ("positive", "neutral", "negative")
 NOTE_KINDS = ("checkin", "qbr", "renewal", "onboarding", "other")
 _function = enum_parser(*FUNCTIONS)
-
-
-class DraftStore(Protocol):
-    """Where drafts go: the local outbox now, Gmail later; `save` is idempotent per Message-ID."""
-
-    def save(self, draft: Draft, when: datetime) -> tuple[Path, bool]: ...
 
 
 @dataclass(frozen=True)
@@ -121,9 +115,16 @@ class Teamwork:
         """Create (once) a check-in draft for a person to review and send, and record it as a touch."""
         account = self.book.resolve(query)
         draft = self.preview(account, email, template, as_of)
-        location, created = self.drafts.save(draft, datetime.combine(as_of, time(9), tzinfo=UTC))
+        location = self.drafts.find(draft.message_id)
+        created = location is None
+        if location is None:
+            outcome = self.drafts.create_many([draft]).get(draft.message_id)
+            if not isinstance(outcome, Created):
+                why = outcome.reason if isinstance(outcome, Failed | Retry) else "no answer"
+                raise OperationFailed(f"the draft could not be created now ({why}); try again in a minute")
+            location = outcome.location
         self.journal.add_touch(account.pk, day=as_of, ref=draft.message_id, author=author,
                                note=draft.subject, channel="email", team="cs", kind="checkin",
                                contact_email=draft.to_email, source="draft")
-        return DraftOutcome(account, draft, str(location), created)
+        return DraftOutcome(account, draft, self.drafts.link(location) or location, created)
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.draftstore import Created, Outcome
 from bot.emails import Draft, to_mime
 from bot.errors import OperationFailed
+
+
+def _token(message_id: str) -> str:
+    """The file-name part that stands for a Message-ID (its digest's last 12 characters)."""
+    return re.sub(r"[^a-z0-9]", "", message_id.split("@")[0].lower())[-12:]
 
 
 def _slug(text: str) -> str:
@@ -21,12 +28,32 @@ def _slug(text: str) -> str:
 
 
 class Outbox:
-    def __init__(self, folder: Path) -> None:
+    """Drafts as .eml files (the embedded default): the same plans, caps and idempotency as Gmail."""
+
+    name = "outbox"
+
+    def __init__(self, folder: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.folder = folder
+        self.clock = clock
+
+    def find(self, message_id: str) -> str | None:
+        for path in self.folder.glob(f"*-{_token(message_id)}.eml") if self.folder.is_dir() else []:
+            return str(path)
+        return None
+
+    def create_many(self, drafts: Sequence[Draft]) -> dict[str, Outcome]:
+        out: dict[str, Outcome] = {}
+        for draft in drafts:
+            path, _ = self.save(draft, self.clock())
+            out[draft.message_id] = Created(str(path))
+        return out
+
+    def link(self, location: str) -> str | None:
+        return None
 
     def path_for(self, draft: Draft) -> Path:
-        token = re.sub(r"[^a-z0-9]", "", draft.message_id.split("@")[0].lower())[-12:]
-        return self.folder / f"{_slug(draft.template)}-{_slug(draft.account_id)}-{token}.eml"
+        name = f"{_slug(draft.template)}-{_slug(draft.account_id)}-{_token(draft.message_id)}"
+        return self.folder / f"{name}.eml"
 
     def save(self, draft: Draft, when: datetime) -> tuple[Path, bool]:
         """Write the draft; (its path, whether it was new)."""

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Numeric, Table, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, Numeric, String, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import UTCDateTime, utcnow
@@ -221,6 +221,49 @@ class ScoreRun(SQLModel, table=True):
     accounts: int
     danger_threshold: float | None = None
     computed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+
+class DraftPlan(SQLModel, table=True):
+    """Who would get a draft and who is skipped, rendered and stored before anything is created."""
+
+    __tablename__ = "draft_plans"
+
+    id: str = Field(primary_key=True, max_length=40)
+    template: str = Field(max_length=100)
+    target: str = Field(max_length=2000)  # the account or segment it was made for
+    as_of: date
+    created_by: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PlanItem(SQLModel, table=True):
+    """One recipient of a plan: a draft to create (pending → creating → created), or a skip and why.
+
+    `creating` is written before the API call and `created` after it, so after a crash or an
+    ambiguous failure apply looks the draft up by its Message-ID instead of creating it twice.
+    """
+
+    __tablename__ = "plan_items"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "contact_email", name="uq_plan_contact"),
+        Index("ix_plan_items_state", "plan_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: str = Field(sa_column=Column(
+        "plan_id", String(40), ForeignKey("draft_plans.id", ondelete="CASCADE"), nullable=False, index=True
+    ))
+    account_pk: int = Field(sa_column=_account_fk())
+    contact_email: str = Field(max_length=320)
+    state: str = Field(max_length=10)  # pending | creating | created | skipped | failed
+    reason: str | None = None  # why skipped or failed
+    subject: str | None = None
+    message_id: str | None = Field(default=None, max_length=200, unique=True)
+    draft: str | None = None  # the draft as JSON (headers and both parts), as rendered at plan time
+    location: str | None = Field(default=None, max_length=500)  # the Gmail draft id, or the .eml path
+    attempts: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -40,6 +40,15 @@ def upgrade() -> None:
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_accounts_domain'), ['domain'], unique=False)
 
+    op.create_table('draft_plans',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('template', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('target', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('as_of', sa.Date(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+    sa.Column('created_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('score_runs',
     sa.Column('as_of', sa.Date(), nullable=False),
     sa.Column('accounts', sa.Integer(), nullable=False),
@@ -134,6 +143,30 @@ def upgrade() -> None:
     with op.batch_alter_table('nps_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_nps_responses_account_pk'), ['account_pk'], unique=False)
 
+    op.create_table('plan_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('plan_id', sa.String(length=40), nullable=False),
+    sa.Column('account_pk', sa.Integer(), nullable=False),
+    sa.Column('contact_email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('draft', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('location', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('updated_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_pk'], ['accounts.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['plan_id'], ['draft_plans.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('message_id'),
+    sa.UniqueConstraint('plan_id', 'contact_email', name='uq_plan_contact')
+    )
+    with op.batch_alter_table('plan_items', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_plan_items_account_pk'), ['account_pk'], unique=False)
+        batch_op.create_index(batch_op.f('ix_plan_items_plan_id'), ['plan_id'], unique=False)
+        batch_op.create_index('ix_plan_items_state', ['plan_id', 'state'], unique=False)
+
     op.create_table('reviews',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_pk', sa.Integer(), nullable=False),
@@ -221,6 +254,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_reviews_account_pk'))
 
     op.drop_table('reviews')
+    with op.batch_alter_table('plan_items', schema=None) as batch_op:
+        batch_op.drop_index('ix_plan_items_state')
+        batch_op.drop_index(batch_op.f('ix_plan_items_plan_id'))
+        batch_op.drop_index(batch_op.f('ix_plan_items_account_pk'))
+
+    op.drop_table('plan_items')
     with op.batch_alter_table('nps_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_nps_responses_account_pk'))
 
@@ -241,6 +280,7 @@ def downgrade() -> None:
     op.drop_table('account_team')
     op.drop_table('slack_deliveries')
     op.drop_table('score_runs')
+    op.drop_table('draft_plans')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_domain'))
 
