@@ -136,7 +136,7 @@ def test_user_template_overrides_the_builtin(tmp_path: Path):
     subject, _, _ = render(environment(tmp_path), "checkin", {
         "account": {"name": "ACME", "renewal_date": None}, "contact": {"first_name": "D"},
         "usage": {"change_pct": None}, "open_tickets": 0, "last_note": None,
-        "sender": {"name": "M", "signature": "CS"},
+        "sender": {"name": "M", "signature": "CS", "company": "Keepwell"},
     })
     assert subject == "Hello ACME"
 

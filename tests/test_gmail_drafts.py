@@ -1,0 +1,182 @@
+"""Bulk drafts into Gmail through the real googleapiclient against the fake Google on 127.0.0.1:
+exactly one draft per eligible contact, whatever fails and whenever the process dies."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from bot.config import DraftsConfig, KeepwellConfig, Settings
+from bot.db.engine import make_engine, migrate
+from bot.drafts import Drafting
+from bot.draftstore import AuthFailed
+from bot.sample_book import generate_book
+from bot.services import Keepwell
+from bot.store import Book
+from integrations.gmail import GmailStore, Pacer
+from tests.fakes.google_api import FakeGoogle
+
+AS_OF = date(2026, 6, 30)
+ALL_ROLES = ["champion", "decision_maker", "user", "billing", "other"]
+
+
+def make_book(folder: Path, accounts: int, roles: list[str] | None = None, batch: int = 50) -> Keepwell:
+    engine = make_engine(f"sqlite:///{folder / 'book.db'}")
+    migrate(engine)
+    # pacing to the real quota has a test of its own; here it would only make the run slow
+    config = KeepwellConfig(drafts=DraftsConfig(roles=roles or ALL_ROLES, batch_size=batch,
+                                                quota_units_per_minute=10_000_000))
+    service = Keepwell(Book(engine), config)
+    for kind, path in generate_book(folder / "csv", accounts=accounts, days=40, as_of=AS_OF,
+                                    user_level_days=0):
+        if kind != "touches":  # no recent emails: every reachable contact is eligible
+            service.import_file(kind, path)
+    return service
+
+
+@pytest.fixture
+def google(tmp_path: Path) -> Iterator[tuple[FakeGoogle, Path]]:
+    with FakeGoogle() as fake:
+        cred = tmp_path / "google.json"
+        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        yield fake, cred
+        own = [e for e in fake.errors if not e.rstrip().endswith(("Connection reset by peer", "Broken pipe"))]
+        assert own == []  # (a killed client resetting its connection is not the server's fault)
+
+
+def store_for(fake: FakeGoogle, cred: Path, config: DraftsConfig) -> GmailStore:
+    settings = Settings(GOOGLE_APPLICATION_CREDENTIALS=str(cred), KEEPWELL_GOOGLE_API_URL=fake.root_url)
+    store = GmailStore.from_settings(settings, config, None)
+    store.sleep = lambda s: None
+    return store
+
+
+def assert_exactly_one_each(fake: FakeGoogle, plan_drafts: list[tuple[str, str]]) -> None:
+    on_server = Counter(d["message_id_header"] for d in fake.drafts())
+    assert max(on_server.values()) == 1, "a duplicate draft"
+    assert len(on_server) == len(plan_drafts), "a missing draft"
+    assert sorted(d["to"].split("<")[-1].rstrip(">") for d in fake.drafts()) == sorted(
+        to for to, _ in plan_drafts)
+
+
+def test_plan_then_apply_creates_valid_drafts_and_links(tmp_path, google):
+    fake, cred = google
+    service = make_book(tmp_path, 30, roles=["champion", "decision_maker"])
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    data = plan.to_dict()
+    assert set(data) == {"plan_id", "template", "eligible", "drafts", "skipped"}
+    assert data["eligible"] == len(data["drafts"]) > 10
+    summary = drafting.apply(plan.plan_id, store_for(fake, cred, service.config.drafts), sleep=lambda s: None)
+    assert summary.created == data["eligible"] and not summary.failed
+    assert_exactly_one_each(fake, plan.drafts)
+    raw = fake.drafts()[0]["raw"]
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert all(link.startswith("https://mail.google.com/mail/") for _, link in summary.links)
+    again = drafting.apply(plan.plan_id, store_for(fake, cred, service.config.drafts), sleep=lambda s: None)
+    assert again.created == summary.created and len(fake.drafts()) == summary.created
+    # each draft became a touch, so the caps see it: a second plan skips everyone it went to
+    second = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    assert second.drafts == []
+    assert all("a Keepwell draft went to them on" in reason for _, reason in second.skipped
+               if reason != "marked do-not-contact" and not reason.startswith("same address"))
+
+
+def test_a_thousand_drafts_under_faults_end_with_exactly_one_each(tmp_path, google):
+    fake, cred = google
+    service = make_book(tmp_path, 420)
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    assert len(plan.drafts) >= 1000
+    fake.fault_rate("gmail.users.drafts.create", lose_reply=0.05, server_error=0.05, rate_limit=0.05,
+                    seed=7, retry_after=0)
+    summary = drafting.apply(plan.plan_id, store_for(fake, cred, service.config.drafts), sleep=lambda s: None)
+    fake.clear_faults()
+    assert not summary.failed
+    assert summary.created == len(plan.drafts)
+    assert_exactly_one_each(fake, plan.drafts)
+
+
+def test_killed_halfway_then_run_again_ends_with_exactly_one_each(tmp_path, google):
+    fake, cred = google
+    service = make_book(tmp_path, 420, batch=10)
+    plan = Drafting(service).plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    config = tmp_path / "keepwell.toml"
+    config.write_text(f"[drafts]\nbatch_size = 10\nquota_units_per_minute = 10000000\n"
+                      f"roles = {json.dumps(ALL_ROLES)}\n")
+    env = {**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": str(cred),
+           "KEEPWELL_GOOGLE_API_URL": fake.root_url, "KEEPWELL_CONFIG": str(config)}
+    cmd = [sys.executable, "-m", "bot.cli", "drafts", "apply", plan.plan_id, "--db",
+           f"sqlite:///{tmp_path / 'book.db'}", "--json"]
+    fake.fault_rate("gmail.users.drafts.create", lose_reply=0.05, seed=3)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(fake.drafts()) < len(plan.drafts) // 2:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(fake.drafts()) < len(plan.drafts)
+    fake.clear_faults()
+    again = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr.decode()
+    result = json.loads(again.stdout)
+    assert result["created"] == len(plan.drafts) and result["failed"] == []
+    assert_exactly_one_each(fake, plan.drafts)
+
+
+def test_do_not_contact_is_checked_again_at_apply(tmp_path, google, csv_file):
+    fake, cred = google
+    service = make_book(tmp_path, 20, roles=["champion", "decision_maker"])
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    victim = plan.drafts[0][0]
+    service.import_file("contacts", csv_file("dnc.csv", f"email,do_not_contact\n{victim},yes"))
+    summary = drafting.apply(plan.plan_id, store_for(fake, cred, service.config.drafts), sleep=lambda s: None)
+    assert (victim, "marked do-not-contact since the plan was made") in summary.skipped
+    assert victim not in {d["to"].split("<")[-1].rstrip(">") for d in fake.drafts()}
+    assert summary.created == len(plan.drafts) - 1
+
+
+def test_a_revoked_sign_in_stops_with_one_clear_message_and_no_retry_storm(tmp_path, google):
+    fake, cred = google
+    service = make_book(tmp_path, 20, roles=["champion", "decision_maker"])
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    fake.revoke()
+    with pytest.raises(AuthFailed, match="keepwell auth google"):
+        drafting.apply(plan.plan_id, store_for(fake, cred, service.config.drafts), sleep=lambda s: None)
+    assert len(fake.calls_to("oauth2.token")) <= 2
+    assert fake.drafts() == []
+
+
+def test_pacer_never_spends_more_than_the_quota_in_any_minute():
+    now = [0.0]
+    spent: list[tuple[float, int]] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = Pacer(15_000, clock=lambda: now[0], sleep=sleep)
+    for _ in range(120):  # 120 batches of 50 creates = 60,000 units: four minutes' worth
+        pacer.take(500)
+        spent.append((now[0], 500))
+    for start, _ in spent:
+        in_window = sum(u for t, u in spent if start <= t < start + 60)
+        assert in_window <= 15_000
+    assert now[0] <= 4 * 60 + 5  # and it uses the quota: ~98% of the ceiling
