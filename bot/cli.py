@@ -301,6 +301,28 @@ def drafts_apply(
         render.apply_view(out, summary, store.name)
 
 
+auth_app = typer.Typer(help="Sign in to outside services.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("google")
+def auth_google(
+    client_secrets: Annotated[Path, typer.Option(
+        "--client-secrets", help="The OAuth client file (Desktop app) from Google Cloud; see docs/google.md."
+    )] = Path("client_secret.json"),
+    gmail_activity: Annotated[bool, typer.Option(
+        "--gmail-activity", help="Also read mail metadata (for keepwell sync gmail)."
+    )] = False,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the sign-in link instead.")] = False,
+) -> None:
+    """Sign in to Google (Gmail drafts, contacts); the token is stored encrypted with KEEPWELL_SECRET_KEY."""
+    from integrations.google_auth import sign_in
+
+    path, account = sign_in(runtime.settings, client_secrets, gmail_activity=gmail_activity,
+                            open_browser=not no_browser)
+    out.print(f"Signed in as {account}; the token is stored, encrypted, at {path}", markup=False)
+
+
 HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 

@@ -97,3 +97,35 @@ def _user(info: dict[str, Any], scopes: list[str], mailbox: str | None) -> Crede
         return creds.with_token_uri(info["token_uri"]) if info.get("token_uri") else creds
     except ValueError as exc:
         raise OperationFailed(f"the stored Google sign-in is incomplete ({exc}); {SIGN_IN_AGAIN}") from None
+
+
+def scopes_for(gmail_activity: bool = False) -> list[str]:
+    """The fewest scopes: compose drafts, read contacts; mail metadata only for activity sync."""
+    return [COMPOSE, CONTACTS, *([METADATA] if gmail_activity else [])]
+
+
+def sign_in(settings: Settings, client_secrets: Path, *, gmail_activity: bool = False,
+            open_browser: bool = True) -> tuple[Path, str]:
+    """Google's installed-app sign-in in the browser; the token is encrypted before it touches disk."""
+    from google_auth_oauthlib.flow import InstalledAppFlow
+    from googleapiclient.discovery import build
+
+    _fernet(settings.secret_key)  # refuse before asking the user to sign in, not after
+    if not client_secrets.exists():
+        raise BadInput(f"{client_secrets}: no OAuth client file (create a Desktop app client in Google "
+                       "Cloud and download its JSON; see docs/google.md)")
+    try:
+        flow = InstalledAppFlow.from_client_secrets_file(str(client_secrets),
+                                                         scopes=scopes_for(gmail_activity))
+    except ValueError as exc:
+        raise BadInput(f"{client_secrets}: not an OAuth client file ({exc})") from None
+    creds = flow.run_local_server(port=0, open_browser=open_browser,
+                                  authorization_prompt_message="Open this link to sign in: {url}")
+    info = json.loads(creds.to_json())
+    try:
+        profile = build("gmail", "v1", credentials=creds, cache_discovery=False).users().getProfile(
+            userId="me").execute()
+        info["account"] = profile.get("emailAddress", "")
+    except Exception as exc:  # a sign-in that cannot even read its own address is no sign-in
+        raise OperationFailed(f"signed in, but Gmail did not answer ({exc})") from None
+    return store_token(settings, info), info["account"]

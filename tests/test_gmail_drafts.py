@@ -22,6 +22,7 @@ from bot.config import DraftsConfig, KeepwellConfig, Settings
 from bot.db.engine import make_engine, migrate
 from bot.drafts import Drafting
 from bot.draftstore import AuthFailed
+from bot.errors import BadInput
 from bot.sample_book import generate_book
 from bot.services import Keepwell
 from bot.store import Book
@@ -180,3 +181,52 @@ def test_pacer_never_spends_more_than_the_quota_in_any_minute():
         in_window = sum(u for t, u in spent if start <= t < start + 60)
         assert in_window <= 15_000
     assert now[0] <= 4 * 60 + 5  # and it uses the quota: ~98% of the ceiling
+
+
+def test_stored_token_is_encrypted_and_needs_the_same_key(tmp_path):
+    from integrations.google_auth import load_token, store_token
+
+    token = tmp_path / "token.json"
+    settings = Settings(KEEPWELL_GOOGLE_TOKEN=str(token), KEEPWELL_SECRET_KEY="a-long-random-secret-123456")
+    info = {"type": "authorized_user", "refresh_token": "very-secret-refresh", "client_id": "c",
+            "client_secret": "s", "account": "ana@example.com"}
+    store_token(settings, info)
+    assert b"very-secret-refresh" not in token.read_bytes()
+    assert oct(token.stat().st_mode & 0o777) == "0o600"
+    assert load_token(settings) == info
+    wrong = Settings(KEEPWELL_GOOGLE_TOKEN=str(token), KEEPWELL_SECRET_KEY="another-secret-0987654321")
+    with pytest.raises(BadInput, match="cannot be read with this KEEPWELL_SECRET_KEY"):
+        load_token(wrong)
+    with pytest.raises(BadInput, match="KEEPWELL_SECRET_KEY is not set"):
+        store_token(Settings(KEEPWELL_GOOGLE_TOKEN=str(token)), info)
+
+
+def test_the_stored_sign_in_drafts_into_gmail(tmp_path, google):
+    from integrations.google_auth import store_token
+
+    fake, _ = google
+    settings = Settings(KEEPWELL_GOOGLE_TOKEN=str(tmp_path / "t.json"), KEEPWELL_SECRET_KEY="k" * 32,
+                        KEEPWELL_GOOGLE_API_URL=fake.root_url)
+    store_token(settings, {"type": "authorized_user", "refresh_token": "r", "client_id": "c",
+                           "client_secret": "s", "token_uri": fake.token_url, "account": "me@example.com"})
+    service = make_book(tmp_path, 10, roles=["champion"])
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    store = GmailStore.from_settings(settings, service.config.drafts, None)
+    assert drafting.apply(plan.plan_id, store, sleep=lambda s: None).created == len(plan.drafts)
+    with pytest.raises(BadInput, match="needs a service account"):
+        GmailStore.from_settings(settings, service.config.drafts, "someone.else@example.com")
+
+
+def test_auth_google_refuses_without_a_secret_key_or_client_file(tmp_path, capsys, monkeypatch):
+    from bot.cli import main
+
+    monkeypatch.delenv("KEEPWELL_SECRET_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["auth", "google"])
+    assert exc.value.code == 2 and "KEEPWELL_SECRET_KEY is not set" in capsys.readouterr().err
+    monkeypatch.setenv("KEEPWELL_SECRET_KEY", "s" * 40)
+    with pytest.raises(SystemExit) as exc:
+        main(["auth", "google", "--client-secrets", str(tmp_path / "nope.json")])
+    assert exc.value.code == 2 and "no OAuth client file" in capsys.readouterr().err
