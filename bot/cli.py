@@ -254,9 +254,6 @@ def draft_store(mailbox: str | None) -> Any:
     settings = runtime.settings
     if google_configured(settings):
         return gmail_store(settings, runtime.config.drafts, mailbox)
-    if mailbox:
-        raise BadInput("--mailbox needs Google credentials (keepwell auth google, or "
-                       "GOOGLE_APPLICATION_CREDENTIALS with a service account)")
     return Outbox(settings.outbox)
 
 
@@ -290,7 +287,11 @@ def drafts_apply(
 ) -> None:
     """Create the plan's drafts (Gmail or the outbox); safe to re-run, never creates one twice."""
     from bot.drafts import Drafting
+    from integrations.google_store import google_configured
 
+    if mailbox and not google_configured(runtime.settings):
+        raise BadInput("--mailbox needs Google credentials (keepwell auth google, or "
+                       "GOOGLE_APPLICATION_CREDENTIALS with a service account)")
     store = draft_store(mailbox)
     drafting = Drafting(runtime.service(db))
     with render.progress_bar(out, disable=as_json) as advance:
@@ -331,7 +332,7 @@ def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
     from bot.slack.app import build_app
 
     service = runtime.service(db)
-    return build_app(service, runtime.settings), service
+    return build_app(service, runtime.settings, stores=draft_store), service
 
 
 @app.command()

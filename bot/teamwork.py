@@ -110,15 +110,17 @@ class Teamwork:
         return result
 
     def create_draft(
-        self, query: str, email: str, template: str, *, author: str, as_of: date
+        self, query: str, email: str, template: str, *, author: str, as_of: date,
+        store: DraftStore | None = None,
     ) -> DraftOutcome:
         """Create (once) a check-in draft for a person to review and send, and record it as a touch."""
         account = self.book.resolve(query)
         draft = self.preview(account, email, template, as_of)
-        location = self.drafts.find(draft.message_id)
+        store = store or self.drafts
+        location = store.find(draft.message_id)
         created = location is None
         if location is None:
-            outcome = self.drafts.create_many([draft]).get(draft.message_id)
+            outcome = store.create_many([draft]).get(draft.message_id)
             if not isinstance(outcome, Created):
                 why = outcome.reason if isinstance(outcome, Failed | Retry) else "no answer"
                 raise OperationFailed(f"the draft could not be created now ({why}); try again in a minute")
@@ -126,5 +128,5 @@ class Teamwork:
         self.journal.add_touch(account.pk, day=as_of, ref=draft.message_id, author=author,
                                note=draft.subject, channel="email", team="cs", kind="checkin",
                                contact_email=draft.to_email, source="draft")
-        return DraftOutcome(account, draft, self.drafts.link(location) or location, created)
+        return DraftOutcome(account, draft, store.link(location) or location, created)
 

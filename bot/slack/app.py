@@ -39,6 +39,7 @@ def build_app(
     *,
     client: WebClient | None = None,
     today: Callable[[], date] = today_utc,
+    stores: handlers.Stores | None = None,
 ) -> App:
     """A Bolt app answering /keepwell, buttons, modals and App Home over the given services."""
     if not settings.slack_signing_secret:
@@ -53,5 +54,5 @@ def build_app(
         )
     except Exception as exc:  # auth.test failed: a wrong token, or Slack unreachable
         raise OperationFailed(f"cannot start the Slack app: {exc}") from None
-    handlers.register(app, service, today)
+    handlers.register(app, service, today, stores)
     return app

@@ -233,11 +233,53 @@ def team_view(name: str, members: Sequence[tuple[str, str]]) -> Reply:
 
 def draft_created(account_name: str, draft: Draft, location: str, created: bool) -> Reply:
     what = "Draft created" if created else "This draft already exists"
-    return Reply(f"{what} for {draft.to_email}", [
+    blocks: list[Block] = [
         section(f":email: *{what}* for {esc(draft.to_name or draft.to_email)} &lt;{esc(draft.to_email)}&gt; "
                 f"at {esc(account_name)}\nSubject: _{esc(draft.subject)}_"),
-        context(f"Saved as `{esc(location)}` — review it and send it yourself; Keepwell never sends."),
-    ])
+    ]
+    if location.startswith("https://"):
+        blocks.append(ActionsBlock(elements=[ButtonElement(text=plain("Open draft in Gmail"), url=location,
+                                                           action_id="open_draft")]))
+        blocks.append(context("Review it and send it yourself; Keepwell never sends."))
+    else:
+        blocks.append(context(f"Saved as `{esc(location)}` — review it and send it yourself; "
+                              "Keepwell never sends."))
+    return Reply(f"{what} for {draft.to_email}", blocks)
+
+
+def plan_view(plan: Any) -> Reply:
+    """A bulk plan: counts, why people are skipped, a sample, and the button that creates them."""
+    counts: dict[str, int] = {}
+    for _, reason in plan.skipped:
+        key = reason.split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+    lines = [f"*{len(plan.drafts)} draft(s)* with template `{esc(plan.template)}` for `{esc(plan.target)}`; "
+             f"{len(plan.skipped)} skipped"]
+    lines += [f"• skipped {n}: {esc(reason)}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    blocks: list[Block] = [section("\n".join(lines))]
+    if plan.sample is not None:
+        blocks.append(section(f"*Sample* — to {esc(plan.sample.to_email)}: _{esc(plan.sample.subject)}_\n"
+                              f"{esc(clip(plan.sample.text, 1500))}"))
+    if plan.drafts:
+        blocks.append(ActionsBlock(block_id="plan_actions", elements=[
+            button(f"Create {len(plan.drafts)} drafts", "apply_plan", plan.plan_id, "primary")]))
+    blocks.append(context(f"plan {esc(plan.plan_id)} · nothing is created until you press the button"))
+    return Reply(f"Plan: {len(plan.drafts)} drafts", blocks)
+
+
+def apply_progress(done: int, total: int, summary: Any = None) -> Reply:
+    if summary is None:
+        return message(f"Creating drafts: {done} of {total}…")
+    text = (f"{summary.created} draft(s) created, {len(summary.skipped)} skipped, {len(summary.failed)} "
+            "failed. Review and send them yourself; Keepwell never sends.")
+    blocks: list[Block] = [section(f":email: {esc(text)}")]
+    links = [f"• <{link}|{esc(to)}>" if link.startswith("https://") else f"• {esc(to)}: `{esc(link)}`"
+             for to, link in summary.links[:20]]
+    if links:
+        blocks.append(section("\n".join(links)))
+    if summary.failed:
+        blocks.append(context("Failed: " + "; ".join(f"{esc(t)} ({esc(r)})" for t, r in summary.failed[:10])))
+    return Reply(text, blocks)
 
 
 # modals -------------------------------------------------------------------------------------------

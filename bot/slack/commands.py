@@ -93,6 +93,11 @@ def parse(text: str, max_chars: int = 2000) -> Command:
     return Command(name, args)
 
 
+def is_segment(target: str) -> bool:
+    """`tier:enterprise health<60` is a segment; `ACME Corp` is an account."""
+    return any(ch in target for ch in ":<>=")
+
+
 def window(args: tuple[str, ...], as_of: date) -> tuple[date, date]:
     """FROM TO, last-month or last-quarter; by default the 12 months up to today."""
     if not args:
@@ -158,8 +163,14 @@ def execute(service: Keepwell, cmd: Command, actor: Actor, as_of: date) -> B.Rep
         return Modal(B.note_modal(account.account_id, account.name, text),
                      B.message(f"Note for {account.name}: {text}"))
     if cmd.name == "draft":
-        template, query = cmd.words[0].lower(), " ".join(cmd.words[1:])
-        return draft_modal(service, query, as_of, template=template)
+        template, target = cmd.words[0].lower(), " ".join(cmd.words[1:])
+        if is_segment(target):
+            from bot.drafts import Drafting
+
+            plan = Drafting(service).plan(template, as_of=as_of, segment=target, author=actor.user_id,
+                                          sender_email=actor.email)
+            return B.plan_view(plan)
+        return draft_modal(service, target, as_of, template=template)
     raise Usage(f"unknown command '{cmd.name}'", "`/keepwell help`")
 
 

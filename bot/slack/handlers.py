@@ -17,6 +17,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.draftstore import DraftStore
 from bot.errors import BadInput
 from bot.services import Keepwell
 from bot.slack import blocks as B
@@ -24,10 +25,11 @@ from bot.slack.commands import Actor, Command, Modal, Usage, draft_modal, execut
 
 log = logging.getLogger("keepwell.slack")
 Today = Callable[[], date]
+Stores = Callable[[str | None], DraftStore]
 
 # Every action and view the app answers; the manifest test checks these against what blocks use.
 ACTIONS = ("open_card", "risk_page", "draft_checkin", "log_note", "review_done", "draft_template",
-           "draft_recipient")
+           "draft_recipient", "apply_plan", "open_draft")
 VIEWS = ("note_submit", "draft_submit")
 EVENTS = ("app_home_opened",)
 COMMAND = "/keepwell"
@@ -63,8 +65,21 @@ def _plain(text: str) -> dict[str, Any]:
     return _message(B.message(text))
 
 
-def register(app: App, service: Keepwell, today: Today) -> None:
+def _email(client: WebClient, user: str) -> str | None:
+    """The Slack user's email (needs users:read.email), for their mailbox and their accounts."""
+    try:
+        info: dict[str, Any] = client.users_info(user=user).get("user") or {}
+    except SlackApiError:
+        return None
+    return str((info.get("profile") or {}).get("email") or "").lower() or None
+
+
+def register(app: App, service: Keepwell, today: Today, stores: Stores | None = None) -> None:
     limit = service.config.slack.max_command_chars
+
+    def store_for(client: WebClient, user: str) -> DraftStore | None:
+        """The asking person's mailbox (a delegated service account), or the configured store."""
+        return stores(_email(client, user)) if stores is not None else None
 
     # /keepwell ----------------------------------------------------------------------------------
 
@@ -88,6 +103,8 @@ def register(app: App, service: Keepwell, today: Today) -> None:
         if cmd.name == "help":
             return
         actor = Actor(command["user_id"], f"cmd:{command.get('trigger_id') or command.get('text')}")
+        if cmd.name == "draft":
+            actor = Actor(actor.user_id, actor.ref, _email(client, actor.user_id))
         try:
             result = execute(service, cmd, actor, today())
             _reply(client, respond, actor.user_id, command.get("trigger_id"), result)
@@ -170,11 +187,41 @@ def register(app: App, service: Keepwell, today: Today) -> None:
         modal = draft_modal(service, view["private_metadata"], today(), template=template, email=email)
         client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal.view)
 
+    def apply_plan(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        from bot.drafts import Drafting
+
+        plan_id, user = act["value"], body["user"]["id"]
+        if not service.journal.claim(f"apply:{plan_id}"):
+            _reply(client, respond, user, None, B.message("Those drafts are already being created."))
+            return
+        shown = [0]
+
+        def progress(done: int, total: int) -> None:  # a response_url takes 5 updates: show 2 of them
+            if respond is not None and total and (done == 0 or (shown[0] < 2 and done * 2 >= total)):
+                shown[0] += 1
+                respond(replace_original=True, **B.apply_progress(done, total).to_dict())
+
+        summary = Drafting(service).apply(plan_id, store_for(client, user) or service.teamwork.drafts,
+                                          author=user, progress=progress)
+        final = B.apply_progress(summary.created, summary.created, summary)
+        if respond is not None:
+            respond(replace_original=True, **final.to_dict())
+        else:
+            _reply(client, None, user, None, final)
+
+    def nothing(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        """A link button: Slack opens the link; the app only acknowledges the click."""
+
     answers = {
         "open_card": (open_card, False), "risk_page": (risk_page, False),
         "draft_checkin": (draft_checkin, False), "log_note": (log_note, False),
         "review_done": (review_done, True), "draft_template": (rerender_draft, False),
-        "draft_recipient": (rerender_draft, False),
+        "draft_recipient": (rerender_draft, False), "apply_plan": (apply_plan, False),
+        "open_draft": (nothing, False),
     }
     for action_id in ACTIONS:
         handler, once = answers[action_id]
@@ -215,7 +262,8 @@ def register(app: App, service: Keepwell, today: Today) -> None:
             template = values["template"]["draft_template"]["selected_option"]["value"]
             email = values["recipient"]["draft_recipient"]["selected_option"]["value"]
             outcome = service.teamwork.create_draft(view["private_metadata"], email, template,
-                                                    author=user, as_of=today())
+                                                    author=user, as_of=today(),
+                                                    store=store_for(client, user))
             reply = B.draft_created(outcome.account.name, outcome.draft, outcome.location, outcome.created)
             client.chat_postMessage(channel=user, **_message(reply))
         except BadInput as exc:
@@ -237,12 +285,7 @@ def register(app: App, service: Keepwell, today: Today) -> None:
             return  # a retry of an event already answered
         user = event["user"]
         try:
-            email = None
-            try:
-                info: dict[str, Any] = client.users_info(user=user).get("user") or {}
-                email = str((info.get("profile") or {}).get("email") or "").lower() or None
-            except SlackApiError:
-                pass  # without users:read.email, "my accounts" means the accounts whose team I am on
+            email = _email(client, user)  # without it, "my accounts" are those whose team I am on
             as_of = today()
             mine = service.my_accounts(as_of, user, email)
             due = [d for d in service.reviews(as_of, 90) if d.account.pk in {s.account.pk for s in mine}]

@@ -224,3 +224,31 @@ def test_bad_signatures_get_401_and_the_body_is_not_logged(server, headers):
     time.sleep(0.2)
     assert MARKER not in server.log.read_text(errors="replace")
     assert not [r for r in server.fake.responses if r.name == "sig"]
+
+
+def test_bulk_draft_shows_the_plan_then_creates_on_the_button(server):
+    send(server, slash_command("draft checkin tier:enterprise", response_url=server.fake.response_url("b")))
+    [plan] = responses(server, "b")
+    buttons = [e for b in plan["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    [create] = [b for b in buttons if b["action_id"] == "apply_plan"]
+    count = int(create["text"]["text"].split()[1])
+    assert count >= 1 and "skipped" in json.dumps(plan)
+    outbox = server.log.parent / "outbox"
+    before = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+    body = block_action("apply_plan", create["value"], response_url=server.fake.response_url("apply"))
+    send(server, body)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done = [r.payload for r in server.fake.responses if r.name == "apply"
+                and "draft(s) created" in json.dumps(r.payload)]
+        if done:
+            break
+        time.sleep(0.1)
+    assert done and all(r.get("replace_original") for r in
+                        (x.payload for x in server.fake.responses if x.name == "apply"))
+    assert f"{count} draft(s) created" in json.dumps(done[0])
+    assert len(list(outbox.glob("*.eml"))) == before + count
+    send(server, block_action("apply_plan", create["value"], response_url=server.fake.response_url("again")))
+    [again] = responses(server, "again")
+    assert "already being created" in json.dumps(again)
+    assert len(list(outbox.glob("*.eml"))) == before + count
