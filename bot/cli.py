@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 the operation failed (one-line reason); 2 bad input (a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -300,6 +301,40 @@ def drafts_apply(
         emit_json(summary.to_dict())
     else:
         render.apply_view(out, summary, store.name)
+
+
+sync_app = typer.Typer(help="Pull from Google: contacts (and later mail activity).", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("contacts")
+def sync_contacts_cmd(
+    mailbox: Annotated[str | None, typer.Option("--mailbox", help="Whose contacts (service account).")]
+    = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pull Google Contacts into the book (incrementally after the first run)."""
+    from integrations.contacts import ContactMapping, build_people_service, sync_contacts
+
+    cfg = runtime.config.contacts
+    service = runtime.service(db)
+    people = build_people_service(runtime.settings, mailbox or cfg.mailbox)
+    mapping = ContactMapping(account_fields=dict(cfg.account_fields), role_field=cfg.role_field,
+                             dnc_groups=tuple(cfg.dnc_groups), create_accounts=cfg.create_accounts)
+    report = sync_contacts(service.book.engine, people, mapping=mapping, today=datetime.now(UTC).date())
+    if as_json:
+        emit_json(dataclasses.asdict(report))
+        return
+    kind = "full resync" if report.full_resync else "incremental" if report.incremental else "first sync"
+    out.print(f"Google Contacts ({kind}): {report.fetched} people fetched; {report.created} contacts "
+              f"created, {report.updated} updated, {report.deleted} deleted; {report.accounts_updated} "
+              f"accounts updated", markup=False)
+    if report.unmatched:
+        out.print(f"{len(report.unmatched)} address(es) match no account (add the account's domain)",
+                  markup=False)
+    for warning in report.warnings[:20]:
+        out.print(f"warning: {warning}", markup=False, style="yellow")
 
 
 auth_app = typer.Typer(help="Sign in to outside services.", no_args_is_help=True)

@@ -151,6 +151,19 @@ class DraftsConfig(_Strict):
         return value
 
 
+class ContactsConfig(_Strict):
+    """How Google Contacts map onto the book (`keepwell sync contacts`)."""
+
+    account_fields: dict[str, str] = {
+        "mrr": "mrr", "tier": "tier", "renewal_date": "renewal_date", "seats": "seats",
+        "account_id": "account_id",
+    }  # a contact's custom field → the account attribute it sets
+    role_field: str = "role"
+    dnc_groups: list[str] = ["do-not-contact"]
+    create_accounts: bool = False
+    mailbox: str | None = None  # whose contacts, with a service account
+
+
 class SlackConfig(_Strict):
     """Who may change what from Slack: everyone reads; writes record their author."""
 
@@ -166,6 +179,7 @@ class KeepwellConfig(_Strict):
     digests: list[DigestConfig] = []
     slack: SlackConfig = SlackConfig()
     drafts: DraftsConfig = DraftsConfig()
+    contacts: ContactsConfig = ContactsConfig()
     templates: Path | None = None  # a folder of your own email templates (override or add)
 
 

@@ -73,7 +73,7 @@ def credentials(settings: Settings, scopes: list[str], mailbox: str | None = Non
         kind = info.get("type")
         if kind == "service_account":
             if not mailbox:
-                raise BadInput("a service account drafts into a person's mailbox: give --mailbox EMAIL "
+                raise BadInput("a service account acts for one person's mailbox: give --mailbox EMAIL "
                                "(from Slack, the mailbox is the asking person's email)")
             try:
                 creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)

@@ -266,6 +266,27 @@ class PlanItem(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+
+class SyncState(SQLModel, table=True):
+    """Small durable values between runs, such as the People API's sync token."""
+
+    __tablename__ = "sync_state"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class GoogleContactLink(SQLModel, table=True):
+    """Which Google person a synced contact came from (a deleted person arrives as a name only)."""
+
+    __tablename__ = "google_contact_links"
+    __table_args__ = (Index("ix_google_contact_links_resource_name", "resource_name"),)
+
+    email: str = Field(primary_key=True, max_length=320)
+    resource_name: str = Field(max_length=200)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for set-based queries and bulk writes."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]

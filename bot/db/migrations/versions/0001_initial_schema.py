@@ -49,6 +49,14 @@ def upgrade() -> None:
     sa.Column('created_at', bot.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('google_contact_links',
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('resource_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('email')
+    )
+    with op.batch_alter_table('google_contact_links', schema=None) as batch_op:
+        batch_op.create_index('ix_google_contact_links_resource_name', ['resource_name'], unique=False)
+
     op.create_table('score_runs',
     sa.Column('as_of', sa.Date(), nullable=False),
     sa.Column('accounts', sa.Integer(), nullable=False),
@@ -59,6 +67,12 @@ def upgrade() -> None:
     op.create_table('slack_deliveries',
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('received_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
+    op.create_table('sync_state',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('updated_at', bot.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
     op.create_table('account_team',
@@ -278,8 +292,13 @@ def downgrade() -> None:
 
     op.drop_table('contacts')
     op.drop_table('account_team')
+    op.drop_table('sync_state')
     op.drop_table('slack_deliveries')
     op.drop_table('score_runs')
+    with op.batch_alter_table('google_contact_links', schema=None) as batch_op:
+        batch_op.drop_index('ix_google_contact_links_resource_name')
+
+    op.drop_table('google_contact_links')
     op.drop_table('draft_plans')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_domain'))
