@@ -337,6 +337,27 @@ def sync_contacts_cmd(
         out.print(f"warning: {warning}", markup=False, style="yellow")
 
 
+@sync_app.command("gmail")
+def sync_gmail_cmd(
+    days: Annotated[int, typer.Option("--days", min=1, max=365, help="How far back to look.")] = 30,
+    mailbox: Annotated[str | None, typer.Option("--mailbox", help="Whose mail (service account).")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the mail exchanged with your contacts (metadata only) as touches, for caps and health."""
+    from integrations.gmail_activity import gmail_service, sync_gmail
+
+    service = runtime.service(db)
+    gmail, batch_uri = gmail_service(runtime.settings, mailbox or runtime.config.contacts.mailbox)
+    report = sync_gmail(service.book.engine, gmail, batch_uri, today=datetime.now(UTC).date(), days=days)
+    if as_json:
+        emit_json({"messages": report.messages, "touches": report.touches,
+                   "contacts": sorted(report.contacts)})
+    else:
+        out.print(f"Gmail: {report.messages} messages in the last {days} days; {report.touches} new touches "
+                  f"with {len(report.contacts)} contacts", markup=False)
+
+
 auth_app = typer.Typer(help="Sign in to outside services.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 

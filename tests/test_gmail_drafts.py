@@ -230,3 +230,34 @@ def test_auth_google_refuses_without_a_secret_key_or_client_file(tmp_path, capsy
     with pytest.raises(SystemExit) as exc:
         main(["auth", "google", "--client-secrets", str(tmp_path / "nope.json")])
     assert exc.value.code == 2 and "no OAuth client file" in capsys.readouterr().err
+
+
+def test_a_delegated_service_account_drafts_into_the_named_mailbox(tmp_path, google):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    fake, _ = google
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    sa = tmp_path / "sa.json"
+    sa.write_text(json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "k1",
+                              "private_key": pem, "client_email": "keepwell@p.iam.gserviceaccount.com",
+                              "client_id": "1", "token_uri": fake.token_url}))
+    settings = Settings(GOOGLE_APPLICATION_CREDENTIALS=str(sa), KEEPWELL_GOOGLE_API_URL=fake.root_url)
+    service = make_book(tmp_path, 10, roles=["champion"])
+    drafting = Drafting(service)
+    plan = drafting.plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    with pytest.raises(BadInput, match="give --mailbox EMAIL"):
+        GmailStore.from_settings(settings, service.config.drafts, None)
+    store = GmailStore.from_settings(settings, service.config.drafts, "ana@example.com")
+    assert drafting.apply(plan.plan_id, store, sleep=lambda s: None).created == len(plan.drafts)
+    [grant] = fake.calls_to("oauth2.token")
+    assert grant.body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    claims = grant.body["assertion"].split(".")[1]
+    payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    assert payload["sub"] == "ana@example.com"
+    assert payload["scope"] == "https://www.googleapis.com/auth/gmail.compose"
+    assert store.link("m-1") == "https://mail.google.com/mail/?authuser=ana@example.com#drafts?compose=m-1"

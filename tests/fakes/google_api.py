@@ -42,6 +42,7 @@ import contextlib
 import copy
 import email.parser
 import email.policy
+import email.utils
 import itertools
 import json
 import math
@@ -58,6 +59,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -1182,6 +1184,13 @@ class FakeGoogle:
             return label == "ANYWHERE" or label in m.labels
         if key in ("to", "from", "cc", "subject"):
             return low in m.header(key).lower()
+        if key in ("after", "before"):  # YYYY/MM/DD, against the message's Date (Gmail: "after" the day)
+            try:
+                when = datetime.strptime(value, "%Y/%m/%d").date()
+                sent = email.utils.parsedate_to_datetime(m.header("Date")).astimezone(UTC).date()
+            except (ValueError, TypeError):
+                return False
+            return sent >= when if key == "after" else sent < when
         self.errors.append(f"FakeGoogle: unsupported Gmail search operator {term!r} (ignored)")
         return True
 
