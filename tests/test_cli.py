@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from tests.cli import run
 
 AS_OF = "2026-06-30"
 HEALTH_KEYS = {"account_id", "name", "score", "band", "previous_score", "danger_zone", "forgotten_zone",
@@ -17,16 +18,6 @@ HEALTH_KEYS = {"account_id", "name", "score", "band", "previous_score", "danger_
 RETENTION_KEYS = {"from", "to", "customers_start", "new_customers", "churned_customers", "customers_end",
                   "retention_rate_pct", "churn_rate_pct", "mrr_start", "expansion_mrr", "contraction_mrr",
                   "churned_mrr", "grr_pct", "nrr_pct", "churn_reasons"}
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

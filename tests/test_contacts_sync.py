@@ -27,6 +27,7 @@ from integrations.contacts import (
     build_people_service,
     sync_contacts,
 )
+from tests.cli import run
 from tests.fakes.google_api import FakeGoogle
 
 CONNECTIONS = "people.people.connections.list"
@@ -47,9 +48,7 @@ C = m.table_of(m.Contact)
 @pytest.fixture
 def google(tmp_path: Path) -> Iterator[tuple[FakeGoogle, Settings]]:
     with FakeGoogle() as fake:
-        cred = tmp_path / "google.json"
-        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
-                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        cred = fake.authorized_user_file(tmp_path / "google.json")
         settings = Settings(GOOGLE_APPLICATION_CREDENTIALS=str(cred), KEEPWELL_GOOGLE_API_URL=fake.root_url)
         yield fake, settings
     assert fake.errors == []
@@ -473,35 +472,21 @@ def test_a_mapping_to_an_unknown_attribute_is_bad_input() -> None:
 
 def test_the_sync_contacts_command(tmp_path, capsys, monkeypatch, csv_file):
     """keepwell sync contacts, as a user runs it: credentials file, API root, one line of figures."""
-    from bot.cli import main
-
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     accounts = csv_file("a.csv", "account_id,name,start_date,domain\nA1,Acme,2024-01-01,acme.com")
-    assert _cli(main, capsys, "import", "accounts", str(accounts), "--db", url)[0] == 0
+    assert run(capsys, "import", "accounts", str(accounts), "--db", url)[0] == 0
     with FakeGoogle() as fake:
         fake.add_person(given_name="Dana", family_name="Ruiz", email="dana@acme.com", organization="Acme",
                         user_defined={"role": "champion", "mrr": "1200"})
         fake.add_person(given_name="Lee", email="lee@elsewhere.org")
-        cred = tmp_path / "google.json"
-        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
-                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        cred = fake.authorized_user_file(tmp_path / "google.json")
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(cred))
         monkeypatch.setenv("KEEPWELL_GOOGLE_API_URL", fake.root_url)
-        code, out, err = _cli(main, capsys, "sync", "contacts", "--db", url)
+        code, out, err = run(capsys, "sync", "contacts", "--db", url)
         assert code == 0, err
         assert "2 people fetched; 2 contacts created" in out and "1 address(es) match no account" in out
-        code, out, _ = _cli(main, capsys, "sync", "contacts", "--db", url, "--json")
+        code, out, _ = run(capsys, "sync", "contacts", "--db", url, "--json")
         report = json.loads(out)
         assert report["incremental"] is True and report["created"] == 0
-        code, out, _ = _cli(main, capsys, "health", "A1", "--db", url, "--json")
+        code, out, _ = run(capsys, "health", "A1", "--db", url, "--json")
         assert json.loads(out)["mrr"] == 1200.0
-
-
-def _cli(main, capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err

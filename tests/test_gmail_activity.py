@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-import pytest
-
-from bot.cli import main
+from tests.cli import run
 from tests.fakes.google_api import FakeGoogle
 
 
@@ -18,16 +16,6 @@ def mail(frm: str, to: str, when: datetime, subject: str = "hello") -> bytes:
     msg["From"], msg["To"], msg["Subject"], msg["Date"] = frm, to, subject, format_datetime(when)
     msg.set_content("body that must never be read")
     return msg.as_bytes()
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_sync_gmail_records_touches_once_and_the_caps_see_them(tmp_path, capsys, monkeypatch, csv_file):
@@ -43,9 +31,7 @@ def test_sync_gmail_records_touches_once_and_the_caps_see_them(tmp_path, capsys,
         fake.add_message(mail("Ana <ana@us.example>", "Dana <dana@acme.com>", recent), labels=("SENT",))
         fake.add_message(mail("dana@acme.com", "ana@us.example, stranger@else.org", recent))
         fake.add_message(mail("lee@acme.com", "ana@us.example", datetime(2020, 1, 1, tzinfo=UTC)))
-        cred = tmp_path / "g.json"
-        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
-                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        cred = fake.authorized_user_file(tmp_path / "g.json")
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(cred))
         monkeypatch.setenv("KEEPWELL_GOOGLE_API_URL", fake.root_url)
         code, out, err = run(capsys, "sync", "gmail", "--db", url, "--json")
@@ -66,9 +52,7 @@ def test_sync_gmail_records_touches_once_and_the_caps_see_them(tmp_path, capsys,
 
 def test_sync_gmail_without_the_metadata_scope_says_how_to_fix_it(tmp_path, capsys, monkeypatch):
     with FakeGoogle() as fake:
-        cred = tmp_path / "g.json"
-        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
-                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        cred = fake.authorized_user_file(tmp_path / "g.json")
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(cred))
         monkeypatch.setenv("KEEPWELL_GOOGLE_API_URL", fake.root_url)
         fake.fail("gmail.users.messages.list", status=403, reason="insufficientPermissions")

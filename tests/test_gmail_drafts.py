@@ -50,9 +50,7 @@ def make_book(folder: Path, accounts: int, roles: list[str] | None = None, batch
 @pytest.fixture
 def google(tmp_path: Path) -> Iterator[tuple[FakeGoogle, Path]]:
     with FakeGoogle() as fake:
-        cred = tmp_path / "google.json"
-        cred.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
-                                    "refresh_token": "r", "token_uri": fake.token_url}))
+        cred = fake.authorized_user_file(tmp_path / "google.json")
         yield fake, cred
         own = [e for e in fake.errors if not e.rstrip().endswith(("Connection reset by peer", "Broken pipe"))]
         assert own == []  # (a killed client resetting its connection is not the server's fault)

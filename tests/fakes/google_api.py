@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -780,6 +781,12 @@ class FakeGoogle:
         with self._cond:
             self._faults.clear()
             self._rates.clear()
+
+    def authorized_user_file(self, path: Path) -> Path:
+        """Write Google's `authorized_user` credentials file whose token_uri is this fake's."""
+        path.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                                    "refresh_token": "r", "token_uri": self.token_url}))
+        return path
 
     def revoke(self) -> None:
         """The token endpoint answers invalid_grant from now on, and every API call gets 401."""
