@@ -287,6 +287,25 @@ class GoogleContactLink(SQLModel, table=True):
     resource_name: str = Field(max_length=200)
 
 
+
+class JobRun(SQLModel, table=True):
+    """One scheduled job's one period, claimed before its side effect and recorded after it.
+
+    claimed → posting → done. A claim whose process died before posting can be taken over after its
+    lease; one that died while posting is never repeated automatically (Slack may have accepted it).
+    """
+
+    __tablename__ = "job_runs"
+
+    job: str = Field(primary_key=True, max_length=200)
+    period: str = Field(primary_key=True, max_length=60)
+    state: str = Field(max_length=10)
+    owner: str = Field(max_length=100)  # host:pid of the claimant
+    claimed_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    result: str | None = None  # e.g. the posted message's ts, or why it failed
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for set-based queries and bulk writes."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]

@@ -57,6 +57,16 @@ def upgrade() -> None:
     with op.batch_alter_table('google_contact_links', schema=None) as batch_op:
         batch_op.create_index('ix_google_contact_links_resource_name', ['resource_name'], unique=False)
 
+    op.create_table('job_runs',
+    sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('period', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('claimed_at', bot.db.types.UTCDateTime(), nullable=False),
+    sa.Column('finished_at', bot.db.types.UTCDateTime(), nullable=True),
+    sa.Column('result', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.PrimaryKeyConstraint('job', 'period')
+    )
     op.create_table('score_runs',
     sa.Column('as_of', sa.Date(), nullable=False),
     sa.Column('accounts', sa.Integer(), nullable=False),
@@ -295,6 +305,7 @@ def downgrade() -> None:
     op.drop_table('sync_state')
     op.drop_table('slack_deliveries')
     op.drop_table('score_runs')
+    op.drop_table('job_runs')
     with op.batch_alter_table('google_contact_links', schema=None) as batch_op:
         batch_op.drop_index('ix_google_contact_links_resource_name')
 
