@@ -380,6 +380,35 @@ def auth_google(
     out.print(f"Signed in as {account}; the token is stored, encrypted, at {path}", markup=False)
 
 
+@app.command()
+def digest(
+    channel: Annotated[str, typer.Option("--channel", help="The Slack channel id (C0123ABCD).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print it here instead of posting.")] = False,
+    segment: SegmentOpt = None,
+    since: Annotated[str | None, typer.Option("--since", help="Compare with this day's scores.")] = None,
+    db: DbOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Post (or print) the portfolio digest: health, retention with new and lost, movers, risks."""
+    from bot.slack.blocks import digest_blocks
+    from bot.slack.console import render_blocks
+
+    day = parse_day(as_of, "--as-of")
+    reply = digest_blocks(runtime.service(db).digest(day, segment, parse_day(since, "--since") if since
+                                                     else None))
+    if dry_run:
+        out.print(render_blocks(reply.to_dict()["blocks"]), markup=False, highlight=False)
+        return
+    from bot.slack.app import web_client
+    from integrations.slack_client import ChannelUnavailable, Poster
+
+    try:
+        ts = Poster(web_client(runtime.settings)).post(channel, reply)
+    except ChannelUnavailable as exc:
+        raise BadInput(f"{exc} (invite the bot to the channel, or check the id)") from None
+    out.print(f"posted to {channel} (ts {ts})", markup=False)
+
+
 HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 

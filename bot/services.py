@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from bot.config import KeepwellConfig
-from bot.core.digest import is_at_risk
+from bot.core.digest import Digest, build_digest, is_at_risk
 from bot.core.health import Peers, is_peer, score_account, score_book
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention
@@ -183,6 +183,20 @@ class Keepwell:
             s for s in self.accounts(as_of)
             if s.account.pk in pks or (email and (s.account.owner_email or "").lower() == email)
         ]
+
+    def digest(self, as_of: date, segment: str | None = None, since: date | None = None) -> Digest:
+        """The portfolio digest; with `since` (the last digest's day), retention and movers since then."""
+        rows = self.accounts(as_of, segment)
+        previous = None
+        if since is not None:
+            stored = self.book.snapshots(since)
+            if stored is not None:
+                pk_to_id = {s.account.pk: s.account.account_id for s in rows}
+                previous = {pk_to_id[pk]: h for pk, h in stored.items() if pk in pk_to_id}
+        start = since + timedelta(days=1) if since else as_of - timedelta(days=29)
+        report = self.retention(min(start, as_of), as_of)
+        return build_digest([(s.account, s.health) for s in rows], as_of, report, previous=previous,
+                            since=since, renewal_days=self.config.reviews.renewal_within_days)
 
     def retention(self, start: date, end: date) -> Retention:
         if end < start:

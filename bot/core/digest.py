@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -47,6 +47,11 @@ class Digest:
     at_risk_total: int
     renewals: tuple[tuple[Account, HealthScore | None], ...]  # soonest first
     retention: Retention
+    since: date | None = None  # the previous digest's day, when there was one
+    newly_at_risk: tuple[tuple[Account, HealthScore], ...] = ()
+    recovered: tuple[tuple[Account, HealthScore], ...] = ()
+    entered_danger: tuple[tuple[Account, HealthScore], ...] = ()
+    entered_forgotten: tuple[tuple[Account, HealthScore], ...] = ()
 
 
 def build_digest(
@@ -56,7 +61,10 @@ def build_digest(
     *,
     top: int = 10,
     renewal_days: int = 90,
+    previous: dict[str, HealthScore] | None = None,
+    since: date | None = None,
 ) -> Digest:
+    """The portfolio on `as_of`; with the previous digest's scores (by account id), what moved."""
     customers = [(a, h) for a, h in rows if a.is_customer_on(as_of)]
     mrr = sum((a.mrr or Decimal(0) for a, _ in customers), Decimal(0))
     bands = tuple(
@@ -75,8 +83,19 @@ def build_digest(
         ),
         key=lambda p: (p[0].renewal_date, -(p[0].mrr or 0)),
     )
+    before = previous or {}
+    by_mrr = sorted(customers, key=lambda p: -(p[0].mrr or 0))
+
+    def moved(test: Callable[[HealthScore, HealthScore], bool]) -> tuple[tuple[Account, HealthScore], ...]:
+        return tuple((a, h) for a, h in by_mrr if a.account_id in before and test(before[a.account_id], h))
+
     return Digest(
         as_of=as_of, customers=len(customers), mrr=mrr, bands=bands,
+        since=since if previous else None,
+        newly_at_risk=moved(lambda old, new: is_at_risk(new) and not is_at_risk(old)),
+        recovered=moved(lambda old, new: is_at_risk(old) and not is_at_risk(new)),
+        entered_danger=moved(lambda old, new: new.danger_zone and not old.danger_zone),
+        entered_forgotten=moved(lambda old, new: new.forgotten_zone and not old.forgotten_zone),
         danger=sum(h.danger_zone for _, h in customers),
         forgotten=sum(h.forgotten_zone for _, h in customers),
         at_risk=tuple(risky[:top]), at_risk_total=len(risky), renewals=tuple(renewals[:top]),

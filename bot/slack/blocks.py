@@ -387,3 +387,40 @@ def home_view(
     if not drafts:
         blocks.append(context("No drafts yet: open an account and press *Draft check-in*."))
     return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
+
+
+def _names(pairs: Sequence[tuple[Any, Any]], limit: int = 8) -> str:
+    shown = ", ".join(f"{esc(a.name)} ({h.score})" for a, h in pairs[:limit])
+    return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
+def digest_blocks(d: Any, title: str = "Portfolio digest") -> Reply:
+    """The portfolio digest for a channel: the whole book at a glance, and what moved."""
+    r = d.retention
+    bands = " · ".join(f"{BAND[b.band]} {b.accounts} ({money(b.mrr)})" for b in d.bands)
+    blocks: list[Block] = [
+        HeaderBlock(text=plain(f"{title} — {d.as_of}")),
+        section(f"*{d.customers:,} customers*, MRR *{money(d.mrr)}*\n{bands}\n"
+                f":rotating_light: {d.danger} in the danger zone · {d.forgotten} forgotten"),
+        section(f"*Retention {r.start} → {r.end}*: {r.customers_start} at start, *+{r.new_customers} new*, "
+                f"*−{r.churned_customers} churned*, {r.customers_end} at end — "
+                f"rate {pct(r.retention_rate_pct)} beside churn {pct(r.churn_rate_pct)}; "
+                f"GRR {pct(r.grr_pct)}, NRR {pct(r.nrr_pct)}"),
+    ]
+    if d.since is not None:
+        moves = [("Newly at risk", d.newly_at_risk), ("Recovered", d.recovered),
+                 ("Entered the danger zone", d.entered_danger),
+                 ("Entered the forgotten zone", d.entered_forgotten)]
+        lines = [f"*{label}*: {_names(pairs)}" for label, pairs in moves if pairs]
+        blocks.append(section(f"*Since {d.since}*\n" + ("\n".join(lines) if lines else "No account moved.")))
+    if d.at_risk:
+        rows = "\n".join(f"• *{esc(a.name)}* — {h.score} · MRR {money(a.mrr)} · {esc(reasons(h))}"
+                         for a, h in d.at_risk)
+        blocks.append(section(f"*At risk, most revenue first* ({d.at_risk_total} in all)\n{rows}"))
+    if d.renewals:
+        rows = "\n".join(f"• {a.renewal_date} *{esc(a.name)}* — "
+                         f"{h.score if h else '—'} · MRR {money(a.mrr)}" for a, h in d.renewals)
+        blocks.append(section(f"*Renewals coming due*\n{rows}"))
+    blocks.append(context("`/keepwell risk` for the full list · `/keepwell health ACCOUNT` for a card"))
+    return Reply(f"{title} for {d.as_of}: {d.customers} customers, {d.at_risk_total} at risk", blocks,
+                 in_channel=True)

@@ -1,0 +1,66 @@
+"""keepwell digest: the portfolio in a channel (or in the terminal), with what moved since last time."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from bot.services import Keepwell
+from bot.slack.blocks import digest_blocks
+from tests.cli import run
+from tests.fakes.slack_api import FakeSlack
+from tests.slack.conftest import AS_OF, build_book
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Keepwell:
+    service = build_book(tmp_path_factory.mktemp("digest"))
+    service.score(AS_OF - timedelta(days=7))
+    return service
+
+
+def test_digest_shows_new_and_lost_beside_the_rate_and_what_moved(book):
+    d = book.digest(AS_OF, since=AS_OF - timedelta(days=7))
+    assert d.since == AS_OF - timedelta(days=7)
+    assert d.retention.start == AS_OF - timedelta(days=6)
+    text = json.dumps(digest_blocks(d).to_dict())
+    assert "new*" in text and "churned*" in text and "beside churn" in text
+    assert "Since 2026-06-23" in text
+    payload = digest_blocks(d).to_dict()
+    assert payload["response_type"] == "in_channel" and len(payload["blocks"]) <= 50
+    first = book.digest(AS_OF)
+    assert first.since is None and first.newly_at_risk == ()
+
+
+def test_movers_compare_the_two_days_scores(book):
+    d = book.digest(AS_OF, since=AS_OF - timedelta(days=7))
+    before = book.book.snapshots(AS_OF - timedelta(days=7)) or {}
+    ids = {pk: h.account_id for pk, h in before.items()}
+    was_at_risk = {ids[pk] for pk, h in before.items() if h.band == "at_risk" or (
+        h.band == "watch" and (h.danger_zone or h.forgotten_zone))}
+    assert all(a.account_id not in was_at_risk for a, _ in d.newly_at_risk)
+    assert all(a.account_id in was_at_risk for a, _ in d.recovered)
+
+
+def test_digest_command_posts_once_to_the_channel(tmp_path, capsys, monkeypatch, book):
+    url = str(book.book.engine.url)
+    with FakeSlack(channels={"C0DIGEST"}) as fake:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-digest-test")
+        monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+        code, out, err = run(capsys, "digest", "--channel", "C0DIGEST", "--db", url, "--as-of", str(AS_OF))
+        assert code == 0, err
+        [post] = fake.calls_to("chat.postMessage")
+        assert post.params["channel"] == "C0DIGEST"
+        assert "Portfolio digest" in json.dumps(post.params["blocks"])
+        assert "posted to C0DIGEST" in out
+        code, _, err = run(capsys, "digest", "--channel", "C0GONE", "--db", url, "--as-of", str(AS_OF))
+        assert code == 2 and "cannot post to C0GONE: channel_not_found" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_digest_dry_run_prints_it_here(capsys, book):
+    code, out, _ = run(capsys, "digest", "--channel", "C1", "--dry-run", "--db", str(book.book.engine.url),
+                       "--as-of", str(AS_OF))
+    assert code == 0 and out.startswith("Portfolio digest — 2026-06-30") and "At risk" in out
