@@ -409,6 +409,55 @@ def digest(
     out.print(f"posted to {channel} (ts {ts})", markup=False)
 
 
+@app.command()
+def tick(
+    now: Annotated[str | None, typer.Option("--now", help="Run as of this moment (ISO 8601).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Run every scheduled job that is due, once (for cron); each period runs exactly once."""
+    from bot.claims import Claims
+    from bot.scheduler import Scheduler
+    from bot.slack.app import web_client
+    from integrations.slack_client import Poster
+
+    moment = datetime.now(UTC)
+    if now:
+        try:
+            moment = datetime.fromisoformat(now)
+        except ValueError:
+            raise BadInput(f"--now: {now!r} is not an ISO 8601 moment (like 2026-11-23T09:00:00Z)") from None
+        if moment.tzinfo is None:
+            raise BadInput("--now needs a time zone (like 2026-11-23T09:00:00Z)")
+    service = runtime.service(db)
+    poster: list[Poster] = []
+
+    def post(channel: str, reply: Any) -> str:  # the Slack client only when something is due
+        if not poster:
+            poster.append(Poster(web_client(runtime.settings)))
+        return poster[0].post(channel, reply)
+
+    ran = Scheduler(service, Claims(service.book.engine), post).tick(moment)
+    for r in ran:
+        out.print(f"{r.job} {r.period}: {r.outcome}", markup=False)
+    if not ran:
+        out.print("nothing due", markup=False)
+
+
+@app.command()
+def schedule(db: DbOpt = None) -> None:
+    """Every scheduled job with its next run."""
+    from bot.scheduler import jobs
+
+    now = datetime.now(UTC)
+    listed = jobs(runtime.service(db))
+    for job in listed:
+        nxt = job.schedule.next_fire(now).astimezone(job.schedule.tz)
+        out.print(f"{job.name}: {job.schedule.text} ({job.schedule.tz.key}) — next {nxt:%Y-%m-%d %H:%M %Z}",
+                  markup=False)
+    if not listed:
+        out.print("no scheduled jobs: add [[digests]] to keepwell.toml (docs/scheduling.md)", markup=False)
+
+
 HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 

@@ -6,6 +6,7 @@ Loaded once in the CLI's entry point and passed down; nothing imports a settings
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,17 @@ class DigestConfig(_Strict):
     segment: str | None = None
     only_when_changed: bool = False
 
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> DigestConfig:
+        from bot.core.schedule import parse_schedule
+        from bot.core.segments import parse_segment
+
+        parse_schedule(self.schedule, self.timezone)  # ScheduleError is a ValueError: names the problem
+        parse_segment(self.segment)
+        if not re.fullmatch(r"[CG][A-Z0-9]{2,20}", self.channel):
+            raise ValueError(f"channel {self.channel!r} is not a Slack channel id (like C0123ABCD)")
+        return self
+
 
 class DraftsConfig(_Strict):
     """Check-in drafts: who signs them, what links they may carry, how often a contact may get one."""
@@ -171,9 +183,14 @@ class SlackConfig(_Strict):
     max_command_chars: int = Field(2000, ge=100, le=10_000)
 
 
+class SchedulerConfig(_Strict):
+    grace_hours: float = Field(6, ge=0, le=72)  # a job missed while the bot was down runs within this
+
+
 class KeepwellConfig(_Strict):
     """The whole of keepwell.toml."""
 
+    scheduler: SchedulerConfig = SchedulerConfig()
     health: HealthConfig = HealthConfig()
     reviews: ReviewsConfig = ReviewsConfig()
     digests: list[DigestConfig] = []

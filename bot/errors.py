@@ -24,3 +24,7 @@ class OperationFailed(KeepwellError):
     """The input was fine but the operation could not be done (network, database, quota): exit code 1."""
 
     exit_code = 1
+
+
+class ChannelUnavailable(OperationFailed):
+    """The bot cannot post to a Slack channel (removed, archived, never invited)."""

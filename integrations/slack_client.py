@@ -11,14 +11,11 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.errors import ChannelUnavailable
 from bot.slack.blocks import Reply
 
 log = logging.getLogger("keepwell.post")
 GONE = {"channel_not_found", "not_in_channel", "is_archived", "channel_is_archived", "account_inactive"}
-
-
-class ChannelUnavailable(Exception):
-    """The bot cannot post to this channel (removed, archived, never invited)."""
 
 
 class Poster:
