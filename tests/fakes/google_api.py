@@ -52,7 +52,6 @@ import select
 import shlex
 import socket
 import struct
-import threading
 import time
 import traceback
 import uuid
@@ -63,9 +62,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.loopback import LoopbackFake
 
 __all__ = ["DEFAULT_ADDRESS", "GMAIL_UNITS", "Call", "FakeGoogle", "QuotaUse"]
 
@@ -524,7 +524,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 _BATCH_PATHS = frozenset({"batch", "batch/gmail/v1", "batch/people/v1"})
 
 
-class FakeGoogle:
+class FakeGoogle(LoopbackFake):
     """Gmail + People + OAuth on 127.0.0.1 for tests. Use as a context manager.
 
     ``quota_units_per_minute`` enforces Gmail's per-user quota over a sliding 60 s window (``GMAIL_UNITS``
@@ -545,6 +545,7 @@ class FakeGoogle:
         search_lag: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.quota_units_per_minute = quota_units_per_minute
         self.email_address = email_address
         self.search_lag = search_lag
@@ -553,14 +554,9 @@ class FakeGoogle:
         self.quota_log: list[QuotaUse] = []
         self.errors: list[str] = []  # tracebacks / unsupported requests the fake itself could not handle
 
-        self._cond = threading.Condition()
         self._faults: dict[str, deque[_Fault]] = {}
         self._rates: dict[str, _Rates] = {}
         self._counters: dict[str, itertools.count[int]] = {}
-        self._connections: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
         self._revoked = False
         self._dead_tokens: set[str] = set()
@@ -590,54 +586,11 @@ class FakeGoogle:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> FakeGoogle:
-        if self._server is not None:
-            raise RuntimeError("FakeGoogle is already running")
-        self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-google", daemon=True
-        )
-        self._thread.start()
-        return self
+    name = "fake-google"
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()  # wakes handlers holding a connection for how="timeout"
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            connections = list(self._connections)
-        for conn in connections:  # drop idle keep-alive connections so handler threads end now
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=1.0)
-        self._server = self._thread = None
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    # ------------------------------------------------------------------ addresses
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        if self._server is None:
-            raise RuntimeError("FakeGoogle is not running; use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def root_url(self) -> str:

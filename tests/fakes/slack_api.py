@@ -24,16 +24,16 @@ import email.parser
 import email.policy
 import json
 import socket
-import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.fakes.loopback import LoopbackFake
 
 __all__ = ["AUTH_TEST", "DEFAULT_USERS", "Call", "FakeSlack", "Response"]
 
@@ -233,7 +233,7 @@ def _first_user(users_param: Any) -> str:
     return str(users_param or "").split(",")[0].strip()
 
 
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     """A Slack Web API (and response_url endpoint) on 127.0.0.1 for tests. Use as a context manager.
 
     ``users`` maps user id to a Slack user object (``id`` is filled in when missing); when omitted,
@@ -249,6 +249,7 @@ class FakeSlack:
         users: dict[str, dict[str, Any]] | None = None,
         channels: set[str] | None = None,
     ) -> None:
+        super().__init__()
         source = DEFAULT_USERS if users is None else users
         self.users: dict[str, dict[str, Any]] = {
             uid: {"id": uid, **copy.deepcopy(user)} for uid, user in source.items()
@@ -259,14 +260,9 @@ class FakeSlack:
         self.uploads: dict[str, bytes] = {}
         self.errors: list[str] = []  # tracebacks of requests the fake itself failed to handle
 
-        self._cond = threading.Condition()
         self._faults: dict[str, deque[_Fault]] = {}
         self._counters: dict[str, int] = {}
         self._upload_names: dict[str, str] = {}
-        self._connections: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": lambda p: dict(AUTH_TEST),
             "chat.postMessage": self._chat_post_message,
@@ -287,54 +283,11 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> FakeSlack:
-        if self._server is not None:
-            raise RuntimeError("FakeSlack is already running")
-        self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack", daemon=True
-        )
-        self._thread.start()
-        return self
+    name = "fake-slack"
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()  # wakes stalled handlers
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            connections = list(self._connections)
-        for conn in connections:  # drop idle keep-alive connections so handler threads end now
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=1.0)
-        self._server = self._thread = None
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    # ------------------------------------------------------------------ addresses
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not running; use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def api_url(self) -> str:
