@@ -463,15 +463,21 @@ PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to 
 
 
 def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
+    from bot.claims import Claims
+    from bot.scheduler import Background, Scheduler
     from bot.slack.app import build_app
+    from integrations.slack_client import Poster
 
     service = runtime.service(db)
-    return build_app(service, runtime.settings, stores=draft_store), service
+    app = build_app(service, runtime.settings, stores=draft_store)
+    poster = Poster(app.client)
+    Background(Scheduler(service, Claims(service.book.engine), poster.post)).start()
+    return app, service
 
 
 @app.command()
 def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None) -> None:
-    """The Slack bot over HTTP: POST /slack/events (and GET /healthz), multi-threaded."""
+    """The Slack bot over HTTP: POST /slack/events (and GET /healthz), multi-threaded; with the scheduler."""
     from bot.slack.http import SlackWSGI
     from bot.slack.http import serve as serve_http
 
@@ -483,7 +489,7 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None) -
 
 @app.command()
 def run(db: DbOpt = None) -> None:
-    """The Slack bot over Socket Mode (needs SLACK_APP_TOKEN, xapp-…): no public URL needed."""
+    """The Slack bot over Socket Mode (needs SLACK_APP_TOKEN, xapp-…), with the scheduler."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     token = runtime.settings.slack_app_token

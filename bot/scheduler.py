@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from bot.claims import Claim, Claims
 from bot.core.schedule import Schedule, due, parse_schedule
@@ -93,3 +94,32 @@ class Scheduler:
             return "failed"
         self.claims.done(claim, json.dumps({"as_of": as_of.isoformat(), "ts": ts}))
         return "posted"
+
+
+class Background:
+    """The scheduler inside `keepwell run` / `serve`: a thread that ticks every `every` seconds.
+
+    Several instances may each run one: the claims make every period run exactly once anyway.
+    """
+
+    def __init__(self, scheduler: Scheduler, every: float = 30.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.scheduler = scheduler
+        self.every = every
+        self.clock = clock
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="keepwell-scheduler", daemon=True)
+
+    def start(self) -> Background:
+        if jobs(self.scheduler.service):
+            self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for ran in self.scheduler.tick(self.clock()):
+                    log.info("scheduled %s %s: %s", ran.job, ran.period, ran.outcome)
+            except Exception:  # one bad tick must not end the scheduler
+                log.exception("a scheduler tick failed")
+            self.stop.wait(self.every)

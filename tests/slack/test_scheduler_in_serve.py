@@ -1,0 +1,40 @@
+"""`keepwell serve` runs the scheduler in-process: a digest due now is posted, once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.fakes.slack_api import FakeSlack
+from tests.slack.conftest import build_book
+from tests.slack.test_http_e2e import free_port
+
+
+def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
+    folder = tmp_path
+    build_book(folder).book.engine.dispose()
+    ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
+    config = folder / "keepwell.toml"
+    config.write_text(f'[[digests]]\nchannel = "C0SERVE"\nschedule = "daily {ten_minutes_ago:%H:%M}"\n')
+    port = free_port()
+    with FakeSlack() as fake:
+        env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-sched", "SLACK_SIGNING_SECRET": "sched-secret-123",
+               "SLACK_API_URL": fake.api_url, "KEEPWELL_CONFIG": str(config),
+               "KEEPWELL_DATABASE_URL": f"sqlite:///{folder / 'book.db'}"}
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            [post] = fake.wait_for("chat.postMessage", timeout=30)
+            assert post.params["channel"] == "C0SERVE"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                assert answer.status == 200
+            time.sleep(1.0)
+            assert len(fake.calls_to("chat.postMessage")) == 1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
