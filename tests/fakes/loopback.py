@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 class LoopbackFake:
@@ -70,3 +70,51 @@ class LoopbackFake:
             raise RuntimeError(f"{type(self).__name__} is not running; use it as a context manager")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """The request side every fake shares: HTTP/1.1 keep-alive, TCP_NODELAY (a stdlib server without
+    it adds ~40 ms a request), connection tracking for a prompt stop, silence, bodies read whole."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, with Content-Length on every answer
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 30  # idle keep-alive connections are dropped after this
+    server: Any  # the fake's server, with a `fake` attribute (a LoopbackFake)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.fake._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""

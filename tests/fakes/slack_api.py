@@ -23,17 +23,16 @@ import copy
 import email.parser
 import email.policy
 import json
-import socket
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.fakes.loopback import LoopbackFake
+from tests.fakes.loopback import LoopbackFake, LoopbackHandler
 
 __all__ = ["AUTH_TEST", "DEFAULT_USERS", "Call", "FakeSlack", "Response"]
 
@@ -124,47 +123,9 @@ class _Server(ThreadingHTTPServer):
         self.fake.errors.append(traceback.format_exc())
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, with Content-Length on every answer
+class _Handler(LoopbackHandler):
     server_version = "FakeSlack/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True  # StreamRequestHandler sets TCP_NODELAY; set again below to be explicit
-    timeout = 30  # idle keep-alive connections are dropped after this
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
         body = self._read_body()
