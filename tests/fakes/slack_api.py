@@ -9,7 +9,8 @@ Point the real clients at it::
 
 Besides ``/api/<method>`` the server answers ``/response/<name>`` (Slack's ``response_url`` for slash
 commands and interactions, recorded in ``responses``) and ``/upload/<file_id>`` (the upload URL handed
-out by ``files.getUploadURLExternal``, recorded in ``uploads``).
+out by ``files.getUploadURLExternal``, recorded in ``uploads``). A ``files.completeUploadExternal`` that
+succeeds adds one ``SharedFile`` per file to ``shared``: where it went, under which title, and its bytes.
 
 Fault injection (``rate_limit``, ``fail``, ``stall``) is queued per key and consumed one call at a time,
 in the order it was registered; the keys are Web API method names plus ``"response"`` (posts to a
@@ -34,7 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fakes.loopback import LoopbackFake, LoopbackHandler
 
-__all__ = ["AUTH_TEST", "DEFAULT_USERS", "Call", "FakeSlack", "Response"]
+__all__ = ["AUTH_TEST", "DEFAULT_USERS", "Call", "FakeSlack", "Response", "SharedFile"]
 
 # Parameters that slack_sdk sends as JSON strings when it form-encodes a request; decoded in Call.params.
 JSON_PARAMS = frozenset({"blocks", "view", "attachments", "files", "metadata"})
@@ -83,6 +84,19 @@ class Response:
     payload: dict[str, Any]
     at: float
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """One file whose upload was completed (files.completeUploadExternal), as a user would see it."""
+
+    id: str
+    filename: str
+    title: str
+    content: bytes
+    channels: list[str]
+    thread_ts: str | None = None
+    initial_comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,7 @@ class FakeSlack(LoopbackFake):
         self.calls: list[Call] = []
         self.responses: list[Response] = []
         self.uploads: dict[str, bytes] = {}
+        self.shared: list[SharedFile] = []
         self.errors: list[str] = []  # tracebacks of requests the fake itself failed to handle
 
         self._faults: dict[str, deque[_Fault]] = {}
@@ -555,20 +570,25 @@ class FakeSlack(LoopbackFake):
         targets += [c for c in str(params.get("channels") or "").split(",") if c]
         if any(not self._channel_ok(c) for c in targets):
             return {"ok": False, "error": "channel_not_found"}
-        out = []
+        out, shared = [], []
         with self._cond:
             for item in files:
                 file_id = str(item.get("id", ""))
                 if file_id not in self._upload_names:
                     return {"ok": False, "error": "file_not_found"}
                 name = self._upload_names[file_id]
+                title = str(item.get("title") or name)
+                content = self.uploads.get(file_id, b"")
                 out.append(
-                    {
-                        "id": file_id,
-                        "title": item.get("title") or name,
-                        "name": name,
-                        "size": len(self.uploads.get(file_id, b"")),
-                        "channels": targets,
-                    }
+                    {"id": file_id, "title": title, "name": name, "size": len(content), "channels": targets}
                 )
+                shared.append(
+                    SharedFile(
+                        file_id, name, title, content, list(targets),
+                        thread_ts=params.get("thread_ts") or None,
+                        initial_comment=params.get("initial_comment") or None,
+                    )
+                )
+            self.shared.extend(shared)
+            self._cond.notify_all()
         return {"ok": True, "files": out}
