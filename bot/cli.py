@@ -394,19 +394,29 @@ def digest(
     from bot.slack.console import render_blocks
 
     day = parse_day(as_of, "--as-of")
-    reply = digest_blocks(runtime.service(db).digest(day, segment, parse_day(since, "--since") if since
-                                                     else None))
+    service = runtime.service(db)
+    digest = service.digest(day, segment, parse_day(since, "--since") if since else None)
+    reply = digest_blocks(digest)
     if dry_run:
         out.print(render_blocks(reply.to_dict()["blocks"]), markup=False, highlight=False)
         return
+    from slack_sdk.errors import SlackApiError
+
+    from bot.scheduler import chart_png
     from bot.slack.app import web_client
     from integrations.slack_client import ChannelUnavailable, Poster
 
+    poster = Poster(web_client(runtime.settings))
     try:
-        ts = Poster(web_client(runtime.settings)).post(channel, reply)
+        ts = poster.post(channel, reply)
     except ChannelUnavailable as exc:
         raise BadInput(f"{exc} (invite the bot to the channel, or check the id)") from None
     out.print(f"posted to {channel} (ts {ts})", markup=False)
+    try:
+        poster.upload(channel, chart_png(service, digest), filename=f"keepwell-health-{day}.png",
+                      title=f"Health and retention, {day}")
+    except SlackApiError as exc:
+        fail(f"the chart was not uploaded: {exc.response.get('error')} (the files:write scope?)")
 
 
 @app.command()
@@ -429,14 +439,14 @@ def tick(
         if moment.tzinfo is None:
             raise BadInput("--now needs a time zone (like 2026-11-23T09:00:00Z)")
     service = runtime.service(db)
-    poster: list[Poster] = []
+    started = datetime.now(UTC)
 
-    def post(channel: str, reply: Any) -> str:  # the Slack client only when something is due
-        if not poster:
-            poster.append(Poster(web_client(runtime.settings)))
-        return poster[0].post(channel, reply)
+    def clock() -> datetime:  # claims are stamped on the --now timeline, so leases work in backfills
+        return moment + (datetime.now(UTC) - started)
 
-    ran = Scheduler(service, Claims(service.book.engine), post).tick(moment)
+    scheduler = Scheduler(service, Claims(service.book.engine, clock=clock),
+                          lambda: Poster(web_client(runtime.settings)))
+    ran = scheduler.tick(moment)
     for r in ran:
         out.print(f"{r.job} {r.period}: {r.outcome}", markup=False)
     if not ran:
@@ -471,7 +481,7 @@ def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
     service = runtime.service(db)
     app = build_app(service, runtime.settings, stores=draft_store)
     poster = Poster(app.client)
-    Background(Scheduler(service, Claims(service.book.engine), poster.post)).start()
+    Background(Scheduler(service, Claims(service.book.engine), lambda: poster)).start()
     return app, service
 
 

@@ -119,8 +119,106 @@ class HealthConfig(_Strict):
     ticket_zero_load: float = Field(8, gt=0)
 
 
-class ReviewsConfig(_Strict):
-    renewal_within_days: int = Field(90, ge=1)
+def _check_schedule(schedule: str, timezone: str) -> None:
+    from bot.core.schedule import parse_schedule
+
+    parse_schedule(schedule, timezone)  # ScheduleError is a ValueError: it names the problem
+
+
+def _check_channel(channel: str | None) -> None:
+    if channel is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,20}", channel):
+        raise ValueError(f"channel {channel!r} is not a Slack channel id (like C0123ABCD)")
+
+
+class _Job(_Strict):
+    """A daily job: when it runs and where its messages go (besides owners and account channels)."""
+
+    schedule: str = "daily 09:00"
+    timezone: str = "UTC"
+    channel: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_job(self) -> _Job:
+        _check_schedule(self.schedule, self.timezone)
+        _check_channel(self.channel)
+        return self
+
+
+class ReviewsConfig(_Job):
+    """Account reviews (QBRs) on a cadence per tier, and renewal reminders at fixed offsets.
+
+    A review falls due `cadence_days[tier]` after the last one was marked done (or after the start
+    date); the team is reminded `remind_days_before` it. Renewals are reminded at each offset.
+    """
+
+    enabled: bool = True
+    renewal_within_days: int = Field(90, ge=1)  # what `keepwell reviews` and the digest list
+    cadence_days: dict[str, int] = {"enterprise": 90, "mid-market": 180}
+    default_cadence_days: int | None = Field(None, ge=7)  # tiers not listed (None: no reviews)
+    remind_days_before: int = Field(14, ge=0, le=90)
+    renewal_offsets: list[int] = [90, 60, 30, 7]
+    max_per_run: int = Field(50, ge=1)  # the rest wait for the next run, so a backlog never floods
+
+    @field_validator("cadence_days")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [tier for tier, days in value.items() if days < 7]
+        if bad:
+            raise ValueError(f"a cadence must be 7 days or more (tier {bad[0]!r})")
+        return {tier.strip().lower(): days for tier, days in value.items()}
+
+    @field_validator("renewal_offsets")
+    @classmethod
+    def _offsets(cls, value: list[int]) -> list[int]:
+        if any(d < 0 or d > 365 for d in value):
+            raise ValueError("offsets are days before the renewal, 0 to 365")
+        return sorted(set(value), reverse=True)
+
+    def cadence_for(self, tier: str | None) -> int | None:
+        return self.cadence_days.get((tier or "").strip().lower(), self.default_cadence_days)
+
+
+class AlertsConfig(_Job):
+    """Alert rules: each fires once per account and episode (until the condition clears).
+
+    Set a rule to false (or 0) to turn it off.
+    """
+
+    enabled: bool = True
+    schedule: str = "daily 08:00"
+    danger_zone: bool = True
+    forgotten_zone: bool = True
+    health_drop_points: int = Field(15, ge=0, le=100)  # a drop of this much ...
+    health_drop_days: int = Field(7, ge=1, le=90)  # ... within this many days
+    invoice_overdue_days: int = Field(30, ge=0)
+    nps_detractor_max: int = Field(6, ge=-1, le=10)  # an NPS answer at or below this; -1: off
+    nps_recent_days: int = Field(30, ge=1, le=365)  # a detractor's episode lasts this long after the answer
+    snooze_days: int = Field(7, ge=1, le=90)
+    max_per_run: int = Field(100, ge=1)
+
+
+SURVEY_TRIGGERS = ("onboarding", "qbr", "ticket", "renewal")
+
+
+class SurveysConfig(_Job):
+    """NPS survey plans after touchpoints, for the owner to review; one per contact per cooldown."""
+
+    enabled: bool = True
+    schedule: str = "daily 10:00"
+    after: list[str] = list(SURVEY_TRIGGERS)
+    template: str = "nps_survey"
+    roles: list[str] = ["champion", "decision_maker", "user"]  # whom a survey plan asks
+    cooldown_days: int = Field(90, ge=1)  # no contact is asked again (or after answering) within this
+    onboarding_days: int = Field(45, ge=1)  # onboarding counts as over this long after the start date
+    lookback_days: int = Field(7, ge=1, le=60)  # events this recent still trigger (covers downtime)
+
+    @field_validator("after")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for trigger in value:
+            if trigger not in SURVEY_TRIGGERS:
+                raise ValueError(f"unknown trigger {trigger!r}; triggers are {', '.join(SURVEY_TRIGGERS)}")
+        return value
 
 
 class DigestConfig(_Strict):
@@ -132,13 +230,11 @@ class DigestConfig(_Strict):
 
     @model_validator(mode="after")
     def _valid_schedule(self) -> DigestConfig:
-        from bot.core.schedule import parse_schedule
         from bot.core.segments import parse_segment
 
-        parse_schedule(self.schedule, self.timezone)  # ScheduleError is a ValueError: names the problem
+        _check_schedule(self.schedule, self.timezone)
         parse_segment(self.segment)
-        if not re.fullmatch(r"[CG][A-Z0-9]{2,20}", self.channel):
-            raise ValueError(f"channel {self.channel!r} is not a Slack channel id (like C0123ABCD)")
+        _check_channel(self.channel)
         return self
 
 
@@ -181,6 +277,14 @@ class SlackConfig(_Strict):
 
     admins: list[str] = []  # Slack user ids who may change any account's team
     max_command_chars: int = Field(2000, ge=100, le=10_000)
+    account_channels: dict[str, str] = {}  # account id → its channel (alerts and reminders go there too)
+
+    @field_validator("account_channels")
+    @classmethod
+    def _channels(cls, value: dict[str, str]) -> dict[str, str]:
+        for channel in value.values():
+            _check_channel(channel)
+        return value
 
 
 class SchedulerConfig(_Strict):
@@ -193,6 +297,8 @@ class KeepwellConfig(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     health: HealthConfig = HealthConfig()
     reviews: ReviewsConfig = ReviewsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    surveys: SurveysConfig = SurveysConfig()
     digests: list[DigestConfig] = []
     slack: SlackConfig = SlackConfig()
     drafts: DraftsConfig = DraftsConfig()

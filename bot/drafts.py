@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bot.core.segments import SegmentError, parse_segment
 from bot.db import models as m
@@ -34,6 +35,7 @@ P = m.table_of(m.DraftPlan)
 PI = m.table_of(m.PlanItem)
 C = m.table_of(m.Contact)
 TO = m.table_of(m.Touch)
+N = m.table_of(m.NpsResponse)
 CHURN_TEMPLATES = ("churn_interview", "winback")
 MAX_ATTEMPTS = 8
 
@@ -110,16 +112,62 @@ class Drafting:
                     emailed[key] = (day, "Keepwell draft" if source == "draft" else team)
         return drafts, emailed
 
+    def _surveyed(self, template: str, as_of: date, days: int) -> dict[str, str]:
+        """Who was asked (a plan with this template) or answered NPS in the last `days`: the reason."""
+        since = _since(as_of, days)
+        out: dict[str, str] = {}
+        with self.book.engine.connect() as conn:
+            asked = conn.execute(
+                select(PI.c.contact_email, func.max(P.c.as_of)).join(P, P.c.id == PI.c.plan_id)
+                .where(P.c.template == template, P.c.as_of > since, P.c.as_of <= as_of,
+                       PI.c.state.in_(("pending", "creating", "created")))
+                .group_by(PI.c.contact_email)
+            )
+            for email, day in asked:
+                out[address_key(email)] = f"already asked on {day} (one survey every {days} days)"
+            answered = conn.execute(select(N.c.email, func.max(N.c.day))
+                                    .where(N.c.day > since, N.c.day <= as_of, N.c.email != "")
+                                    .group_by(N.c.email))
+            for email, day in answered:
+                out[address_key(email)] = f"answered NPS on {day} (one survey every {days} days)"
+        return out
+
+    def load(self, plan_id: str) -> Plan | None:
+        """A stored plan as `plan` returned it (the sample is its first draft)."""
+        with self.book.engine.connect() as conn:
+            head = conn.execute(select(P).where(P.c.id == plan_id)).first()
+            if head is None:
+                return None
+            items = conn.execute(select(PI).where(PI.c.plan_id == plan_id).order_by(PI.c.id)).all()
+        plan = Plan(plan_id, head.template, head.target)
+        for i in items:
+            if i.state == "skipped":
+                plan.skipped.append((i.contact_email, i.reason or ""))
+            else:
+                plan.drafts.append((i.contact_email, i.subject or ""))
+                plan.sample = plan.sample or Draft(**json.loads(i.draft))
+        return plan
+
     def plan(
         self, template: str, *, as_of: date, account: str | None = None, segment: str | None = None,
-        author: str | None = None, sender_email: str | None = None,
+        author: str | None = None, sender_email: str | None = None, plan_id: str | None = None,
+        roles: Sequence[str] | None = None, cooldown_days: int | None = None,
     ) -> Plan:
+        """Who gets a draft and who is skipped and why, rendered and stored under `plan_id`.
+
+        With `cooldown_days`, a contact asked with this template, or who answered NPS, within that
+        many days is skipped (surveys). A given `plan_id` that exists already is returned as stored.
+        """
         env = environment(self.service.config.templates)
         if template not in self.service.teamwork.templates_available():
             raise BadInput(f"no template '{template}'; templates are: "
                            f"{', '.join(self.service.teamwork.templates_available())}")
+        if plan_id is not None and (stored := self.load(plan_id)) is not None:
+            return stored
         targets = self._targets(account, segment, template, as_of)
-        plan = Plan(f"p{secrets.token_hex(5)}", template, account or segment or "")
+        plan = Plan(plan_id or f"p{secrets.token_hex(5)}", template, account or segment or "")
+        roles = list(roles or self.config.roles)
+        surveyed = self._surveyed(template, as_of, cooldown_days) if cooldown_days else {}
         pks = [s.account.pk for s in targets]
         inputs = {i.account.pk: i for i in self.book.health_inputs(as_of, self.service.config.health, pks)}
         touches = self.book.latest_touches(pks, as_of)
@@ -132,7 +180,7 @@ class Drafting:
         for scored in targets:
             a = scored.account
             for c in contacts.get(a.pk, []):
-                if c["role"] not in self.config.roles:
+                if c["role"] not in roles:
                     continue
                 to, key = c["email"], address_key(c["email"])
                 reason = None
@@ -140,6 +188,8 @@ class Drafting:
                     reason = "marked do-not-contact"
                 elif key in seen:
                     reason = f"same address as {seen[key]} (one draft per person)"
+                elif key in surveyed:
+                    reason = surveyed[key]
                 elif key in last_draft and last_draft[key] > cap_from:
                     reason = (f"a Keepwell draft went to them on {last_draft[key]} "
                               f"(at most one every {self.config.cap_days} days)")
@@ -163,11 +213,16 @@ class Drafting:
                         continue
                 plan.skipped.append((to, reason))
                 rows.append({**row, "state": "skipped", "reason": reason})
-        with self.book.engine.begin() as conn:
-            conn.execute(insert(P).values(id=plan.plan_id, template=template, target=plan.target[:2000],
-                                          as_of=as_of, created_by=author, created_at=now))
-            for start in range(0, len(rows), 1000):
-                conn.execute(insert(PI), rows[start:start + 1000])
+        try:
+            with self.book.engine.begin() as conn:
+                conn.execute(insert(P).values(id=plan.plan_id, template=template, target=plan.target[:2000],
+                                              as_of=as_of, created_by=author, created_at=now))
+                for start in range(0, len(rows), 1000):
+                    conn.execute(insert(PI), rows[start:start + 1000])
+        except IntegrityError:
+            if plan_id is None or (stored := self.load(plan_id)) is None:
+                raise
+            return stored  # another process stored this very plan first
         return plan
 
     # apply --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Scheduled jobs, each period run exactly once: find what is due, claim it, do it, record it.
 
-For now the jobs are the `[[digests]]` of keepwell.toml. `keepwell tick` runs this once (for cron);
-`keepwell run` and `serve` will run it in-process.
+The jobs: the `[[digests]]` of keepwell.toml, and the daily reminders (reviews and renewals),
+alerts and survey triggers. `keepwell tick` runs this once (for cron); `keepwell run` and `serve` run
+it in-process. A job's period is claimed once; inside a batch job each message is claimed again on
+its own, so a batch interrupted halfway and run again posts only what it had not posted.
 """
 
 from __future__ import annotations
@@ -9,50 +11,81 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+from slack_sdk.errors import SlackApiError
 
 from bot.claims import Claim, Claims
+from bot.core.digest import Digest
 from bot.core.schedule import Schedule, due, parse_schedule
 from bot.errors import ChannelUnavailable
+from bot.nudges import Nudges, Outgoing
 from bot.services import Keepwell
+from bot.slack import nudge_blocks as NB
 from bot.slack.blocks import Reply, digest_blocks
 
 log = logging.getLogger("keepwell.scheduler")
+
+
+class Outbound(Protocol):
+    """How jobs reach Slack (integrations.slack_client.Poster)."""
+
+    def post(self, channel: str, reply: Reply) -> str: ...
+
+    def upload(self, channel: str, content: bytes, *, filename: str, title: str,
+               thread_ts: str | None = None, comment: str | None = None) -> str: ...
+
+    def user_for(self, email: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
 class Job:
     name: str  # stable: the claim key
     schedule: Schedule
-    channel: str
-    segment: str | None
-    only_when_changed: bool
+    kind: str = "digest"  # digest | reminders | alerts | surveys
+    channel: str | None = None
+    segment: str | None = None
+    only_when_changed: bool = False
 
 
 @dataclass(frozen=True)
 class Ran:
     job: str
     period: str
-    outcome: str  # posted | skipped | failed
+    outcome: str  # posted | skipped | failed, or what a batch did
 
 
 def jobs(service: Keepwell) -> list[Job]:
+    cfg = service.config
     out = []
-    for d in service.config.digests:
+    for d in cfg.digests:
         name = f"digest:{d.channel}:{d.segment or 'all'}"
-        out.append(Job(name, parse_schedule(d.schedule, d.timezone), d.channel, d.segment,
+        out.append(Job(name, parse_schedule(d.schedule, d.timezone), "digest", d.channel, d.segment,
                        d.only_when_changed))
+    for kind, job in (("reminders", cfg.reviews), ("alerts", cfg.alerts), ("surveys", cfg.surveys)):
+        if job.enabled:
+            out.append(Job(kind, parse_schedule(job.schedule, job.timezone), kind, job.channel))
     return out
 
 
 class Scheduler:
-    def __init__(self, service: Keepwell, claims: Claims, post: Callable[[str, Reply], str]) -> None:
+    def __init__(self, service: Keepwell, claims: Claims, slack: Callable[[], Outbound]) -> None:
         self.service = service
         self.claims = claims
-        self.post = post
+        self._connect = slack
+        self._slack: Outbound | None = None
         self.grace = timedelta(hours=service.config.scheduler.grace_hours)
+        self.nudges = Nudges(service)
+
+    @property
+    def slack(self) -> Outbound:
+        """The Slack client, built only when something is due (a tick with nothing due needs no token)."""
+        if self._slack is None:
+            self._slack = self._connect()
+        return self._slack
 
     def tick(self, now: datetime) -> list[Ran]:
         """Run every job due at `now` whose period nobody has run yet; one failing job blocks no other."""
@@ -65,20 +98,36 @@ class Scheduler:
             claim = self.claims.claim(job.name, period)
             if claim is None:
                 continue  # another process has it, or it is done
+            as_of = fire.astimezone(job.schedule.tz).date()
             try:
-                outcome = self._digest(job, fire.astimezone(job.schedule.tz).date(), claim)
-            except Exception as exc:  # nothing reached Slack: give the period back for the next tick
-                log.warning("job %s for %s failed before posting: %s", job.name, period, exc)
+                outcome = self._run(job, as_of, claim)
+            except Exception as exc:  # give the period back for the next tick; what was posted is claimed
+                log.warning("job %s for %s failed: %s", job.name, period, exc)
                 self.claims.release(claim)
                 outcome = "failed"
             ran.append(Ran(job.name, period, outcome))
         return ran
 
+    def _run(self, job: Job, as_of: date, claim: Claim) -> str:
+        if self.service.book.snapshots(as_of) is None:
+            self.service.score(as_of)  # the day's stored scores: digests and alerts compare against them
+        if job.kind == "digest":
+            return self._digest(job, as_of, claim)
+        if job.kind == "reminders":
+            outcome = self._reminders(as_of)
+        elif job.kind == "alerts":
+            outcome = self._alerts(as_of)
+        else:
+            outcome = self._surveys(as_of)
+        self.claims.done(claim, json.dumps({"as_of": as_of.isoformat(), "outcome": outcome}))
+        return outcome
+
+    # digests ------------------------------------------------------------------------------------
+
     def _digest(self, job: Job, as_of: date, claim: Claim) -> str:
+        assert job.channel is not None
         last = self.claims.last_done(job.name)
         since = date.fromisoformat(json.loads(last[1])["as_of"]) if last and last[1] else None
-        if self.service.book.snapshots(as_of) is None:
-            self.service.score(as_of)  # the next digest compares against today's stored scores
         digest = self.service.digest(as_of, job.segment, since)
         moved = digest.newly_at_risk or digest.recovered or digest.entered_danger or digest.entered_forgotten
         if job.only_when_changed and since is not None and not moved:
@@ -87,13 +136,122 @@ class Scheduler:
         if not self.claims.posting(claim):
             return "skipped"  # the lease passed and someone else took it over
         try:
-            ts = self.post(job.channel, digest_blocks(digest))
+            ts = self.slack.post(job.channel, digest_blocks(digest))
         except ChannelUnavailable as exc:
             log.warning("%s (job %s keeps running for its other periods)", exc, job.name)
             self.claims.failed(claim, str(exc))
             return "failed"
         self.claims.done(claim, json.dumps({"as_of": as_of.isoformat(), "ts": ts}))
+        self._chart(job, digest, claim.period)
         return "posted"
+
+    def _chart(self, job: Job, digest: Digest, period: str) -> None:
+        """The digest's chart, uploaded right after it (claimed on its own: once, or reported)."""
+        assert job.channel is not None
+        claim = self.claims.claim(f"{job.name}:chart", period)
+        if claim is None or not self.claims.posting(claim):
+            return
+        try:
+            png = chart_png(self.service, digest)
+            file_id = self.slack.upload(job.channel, png, filename=f"keepwell-health-{digest.as_of}.png",
+                                        title=f"Health and retention, {digest.as_of}")
+        except Exception as exc:  # the digest itself is posted; a missing chart is one warning
+            log.warning("the chart of %s for %s was not uploaded: %s", job.name, period, exc)
+            self.claims.failed(claim, str(exc))
+            return
+        self.claims.done(claim, file_id)
+
+    # reminders, alerts, surveys ----------------------------------------------------------------
+
+    def _deliver(self, key: str, round_: int, destinations: Sequence[str], reply: Reply) -> int:
+        """Post one message to each destination, each exactly once (a claim per destination)."""
+        sent = 0
+        for dest in dict.fromkeys(destinations):
+            claim = self.claims.claim(f"nudge:{key}"[:200], f"{round_}:{dest}")
+            if claim is None or not self.claims.posting(claim):
+                continue
+            try:
+                ts = self.slack.post(dest, reply)
+            except (ChannelUnavailable, SlackApiError) as exc:  # Slack said no: nothing was posted
+                log.warning("could not post %s to %s: %s", key, dest, exc)
+                self.claims.failed(claim, str(exc))
+                continue
+            self.claims.done(claim, ts)
+            sent += 1
+        return sent
+
+    def _users(self, emails: Sequence[str]) -> dict[str, str]:
+        """Slack user ids of the emails that have one (users.lookupByEmail, cached by the client)."""
+        out = {}
+        for email in dict.fromkeys(e.lower() for e in emails if "@" in e):
+            user = self.slack.user_for(email)
+            if user:
+                out[email] = user
+        return out
+
+    def _team(self, item: Outgoing) -> tuple[str, list[str], dict[str, str]]:
+        """The team line, the members reachable in Slack (owner first), and emails → user ids."""
+        team = self.service.book.team(item.account.pk)
+        owner = item.account.owner_email
+        users = self._users([m for m, _ in team] + ([owner] if owner else []))
+        people = [users.get(m.lower(), m) for m in ([owner] if owner else []) + [m for m, _ in team]]
+        reachable = [p for p in dict.fromkeys(people) if p[:1] in ("U", "W") and "@" not in p]
+        return NB.team_line(team, owner, users), reachable, users
+
+    def _send(self, items: Sequence[Outgoing], as_of: date, channel: str | None, *, alert: bool) -> str:
+        health = {s.account.pk: s.health for s in self.service.book_health(as_of)} if items else {}
+        channels = self.service.config.slack.account_channels
+        sent = nowhere = 0
+        for item in items:
+            text, reachable, _ = self._team(item)
+            h = health.get(item.account.pk)
+            reply = NB.alert(item, text, h) if alert else NB.reminder(item, text, h, as_of)
+            places = [c for c in (channel, channels.get(item.account.account_id)) if c]
+            if alert:  # the owner hears of it directly, and the channels see it
+                places = reachable[:1] + places
+            elif not places:  # no channel for reminders: the whole team, each directly
+                places = reachable
+            if not places:
+                nowhere += 1
+                log.warning("nowhere to post %s for %s: no channel configured and nobody on its team "
+                            "is in Slack", item.kind, item.account.name)
+            sent += self._deliver(item.key, item.round, places, reply)
+            self.nudges.posted(item)
+        return f"{sent} posted" + (f", {nowhere} with nowhere to go" if nowhere else "")
+
+    def _reminders(self, as_of: date) -> str:
+        items = self.nudges.reminders(as_of)
+        return self._send(items, as_of, self.service.config.reviews.channel, alert=False)
+
+    def _alerts(self, as_of: date) -> str:
+        baseline = self.claims.last_done("alerts") is None
+        items = self.nudges.alerts(as_of, baseline=baseline)
+        if baseline:
+            return "baseline: conditions that already hold are recorded, not posted"
+        return self._send(items, as_of, self.service.config.alerts.channel, alert=True)
+
+    def _surveys(self, as_of: date) -> str:
+        from bot.surveys import Surveys
+
+        surveys = Surveys(self.service)
+        sent = 0
+        for due_plan in surveys.due(as_of):
+            owner = due_plan.account.owner_email
+            users = self._users([owner] if owner else [])
+            places = [p for p in (users.get((owner or "").lower()), self.service.config.surveys.channel) if p]
+            reply = NB.survey_notice(due_plan.account.name, due_plan.why, due_plan.plan)
+            sent += self._deliver(f"survey:{due_plan.plan.plan_id}", 0, places, reply)
+            surveys.close(due_plan.keys, due_plan.plan.plan_id, as_of)
+        return f"{sent} survey plan(s) announced"
+
+
+def chart_png(service: Keepwell, digest: Digest) -> bytes:
+    """The digest's picture: the health distribution and six months of GRR and NRR."""
+    from bot.charts import digest_chart
+
+    bands = service.config.health.bands
+    return digest_chart(digest.scores, healthy=bands.healthy, watch=bands.watch,
+                        trend=service.retention_trend(digest.as_of), title=f"Portfolio on {digest.as_of}")
 
 
 class Background:

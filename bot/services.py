@@ -195,8 +195,23 @@ class Keepwell:
                 previous = {pk_to_id[pk]: h for pk, h in stored.items() if pk in pk_to_id}
         start = since + timedelta(days=1) if since else as_of - timedelta(days=29)
         report = self.retention(min(start, as_of), as_of)
-        return build_digest([(s.account, s.health) for s in rows], as_of, report, previous=previous,
-                            since=since, renewal_days=self.config.reviews.renewal_within_days)
+        digest = build_digest([(s.account, s.health) for s in rows], as_of, report, previous=previous,
+                              since=since, renewal_days=self.config.reviews.renewal_within_days)
+        from bot.nudges import Nudges  # the reminder and alert rules (they build on this module)
+
+        return Nudges(self).digest_extras(digest, [s.account for s in rows], min(start, as_of))
+
+    def retention_trend(self, as_of: date, months: int = 6) -> list[tuple[str, float | None, float | None]]:
+        """GRR and NRR for each of the last `months` calendar months (the current one up to `as_of`)."""
+        out = []
+        first = as_of.replace(day=1)
+        for back in range(months - 1, -1, -1):
+            year, month = divmod(first.year * 12 + first.month - 1 - back, 12)
+            start = date(year, month + 1, 1)
+            end = min(as_of, (start + timedelta(days=32)).replace(day=1) - timedelta(days=1))
+            r = self.retention(start, end)
+            out.append((start.strftime("%b %Y"), r.grr_pct, r.nrr_pct))
+        return out
 
     def retention(self, start: date, end: date) -> Retention:
         if end < start:

@@ -28,9 +28,13 @@ def slack(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         yield fake
 
 
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+DIGESTS_ONLY = "[reviews]\nenabled = false\n[alerts]\nenabled = false\n[surveys]\nenabled = false\n"
+
+
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, *, digests_only: bool = True) -> None:
+    """keepwell.toml for a test; by default with the daily reminder, alert and survey jobs off."""
     path = tmp_path / "keepwell.toml"
-    path.write_text(body)
+    path.write_text((DIGESTS_ONLY if digests_only else "") + body)
     monkeypatch.setenv("KEEPWELL_CONFIG", str(path))
 
 
@@ -54,11 +58,15 @@ def test_a_weekly_digest_is_posted_once_per_week(tmp_path, monkeypatch, capsys, 
     for later in ("2026-06-22T09:05:00+02:00", "2026-06-22T11:00:00+02:00", "2026-06-23T09:00:00+02:00"):
         assert run(capsys, "tick", "--now", later, "--db", url)[1].strip() == "nothing due"
     assert len(slack.calls_to("chat.postMessage")) == 1
+    [chart] = slack.shared  # the picture comes with the digest, once
+    assert chart.channels == ["C0WEEKLY"] and chart.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert chart.title == "Health and retention, 2026-06-22"
     code, out, _ = run(capsys, "tick", "--now", "2026-06-29T10:00:00+02:00", "--db", url)
     assert "posted" in out
     [first, second] = slack.calls_to("chat.postMessage")
     assert "Since 2026-06-22" in json.dumps(second.params["blocks"])
     assert "Since" not in json.dumps(first.params["blocks"])
+    assert [f.title[-10:] for f in slack.shared] == ["2026-06-22", "2026-06-29"]
 
 
 def test_a_digest_missed_while_down_is_posted_once_within_the_grace(tmp_path, monkeypatch, capsys, slack,

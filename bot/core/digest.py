@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Retention
@@ -52,6 +53,10 @@ class Digest:
     recovered: tuple[tuple[Account, HealthScore], ...] = ()
     entered_danger: tuple[tuple[Account, HealthScore], ...] = ()
     entered_forgotten: tuple[tuple[Account, HealthScore], ...] = ()
+    scores: tuple[int, ...] = ()  # every customer's score: the chart's distribution
+    reviews_due: tuple[tuple[Account, date], ...] = ()  # account reviews falling due, soonest first
+    detractors: tuple[tuple[Account, Any], ...] = ()  # recent NPS answers at or below the threshold
+    overdue: tuple[tuple[Account, Any], ...] = ()  # invoices unpaid past the alert threshold
 
 
 def build_digest(
@@ -99,5 +104,5 @@ def build_digest(
         danger=sum(h.danger_zone for _, h in customers),
         forgotten=sum(h.forgotten_zone for _, h in customers),
         at_risk=tuple(risky[:top]), at_risk_total=len(risky), renewals=tuple(renewals[:top]),
-        retention=retention,
+        retention=retention, scores=tuple(h.score for _, h in customers),
     )

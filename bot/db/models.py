@@ -306,6 +306,33 @@ class JobRun(SQLModel, table=True):
     result: str | None = None  # e.g. the posted message's ts, or why it failed
 
 
+class Nudge(SQLModel, table=True):
+    """A reminder or an alert for one account: one row per episode, however many days it lasts.
+
+    `key` names the episode (rule, account, what it is about); state is open → done | acknowledged |
+    closed (the condition cleared). A snoozed nudge stays open and is posted again on `snoozed_until`;
+    `posts` counts how often it was posted (each post is claimed in job_runs, so none is repeated).
+    """
+
+    __tablename__ = "nudges"
+    __table_args__ = (Index("ix_nudges_open", "kind", "rule", "state"),)
+
+    key: str = Field(primary_key=True, max_length=300)
+    kind: str = Field(max_length=10)  # review | renewal | alert | survey
+    rule: str = Field(max_length=30)  # the alert rule, the renewal offset, the survey trigger
+    account_pk: int = Field(sa_column=_account_fk())
+    subject: str = Field(default="", max_length=200)  # what in the account it is about
+    opened_on: date
+    due: date | None = None
+    detail: str | None = None  # the facts the message shows
+    state: str = Field(default="open", max_length=12)
+    snoozed_until: date | None = None
+    posts: int = 0
+    acted_by: str | None = Field(default=None, max_length=320)
+    acted_on: date | None = None
+    closed_on: date | None = None
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for set-based queries and bulk writes."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]

@@ -421,6 +421,19 @@ def digest_blocks(d: Any, title: str = "Portfolio digest") -> Reply:
         rows = "\n".join(f"• {a.renewal_date} *{esc(a.name)}* — "
                          f"{h.score if h else '—'} · MRR {money(a.mrr)}" for a, h in d.renewals)
         blocks.append(section(f"*Renewals coming due*\n{rows}"))
+    if d.reviews_due:
+        rows = "\n".join(f"• {due} *{esc(a.name)}*" + (" — overdue" if due < d.as_of else "")
+                         for a, due in d.reviews_due)
+        blocks.append(section(f"*Account reviews coming due*\n{rows}"))
+    if d.detractors:
+        rows = "\n".join(f"• *{esc(a.name)}* — NPS {ans.score} on {ans.day}"
+                         + (f": _{esc(clip(ans.comment, 140))}_" if ans.comment else "")
+                         for a, ans in d.detractors)
+        blocks.append(section(f"*Detractors*\n{rows}"))
+    if d.overdue:
+        rows = "\n".join(f"• *{esc(a.name)}* — invoice {esc(o.invoice_id)}, {money(o.amount)}, "
+                         f"{o.days} days overdue" for a, o in d.overdue)
+        blocks.append(section(f"*Invoices overdue*\n{rows}"))
     blocks.append(context("`/keepwell risk` for the full list · `/keepwell health ACCOUNT` for a card"))
     return Reply(f"{title} for {d.as_of}: {d.customers} customers, {d.at_risk_total} at risk", blocks,
                  in_channel=True)

@@ -19,8 +19,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.draftstore import DraftStore
 from bot.errors import BadInput
+from bot.nudges import Nudges
 from bot.services import Keepwell
 from bot.slack import blocks as B
+from bot.slack import nudge_blocks as NB
 from bot.slack.commands import Actor, Command, Modal, Usage, draft_modal, execute, parse
 
 log = logging.getLogger("keepwell.slack")
@@ -29,7 +31,8 @@ Stores = Callable[[str | None], DraftStore]
 
 # Every action and view the app answers; the manifest test checks these against what blocks use.
 ACTIONS = ("open_card", "risk_page", "draft_checkin", "log_note", "review_done", "draft_template",
-           "draft_recipient", "apply_plan", "open_draft")
+           "draft_recipient", "apply_plan", "open_draft", "nudge_done", "nudge_snooze", "nudge_ack",
+           "nudge_agenda")
 VIEWS = ("note_submit", "draft_submit")
 EVENTS = ("app_home_opened",)
 COMMAND = "/keepwell"
@@ -216,12 +219,48 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
     ) -> None:
         """A link button: Slack opens the link; the app only acknowledges the click."""
 
+    def nudge(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        """Mark done, snooze or acknowledge a reminder or alert; the message then says who did."""
+        user, as_of = body["user"]["id"], today()
+        what = {"nudge_done": "done", "nudge_snooze": "snooze", "nudge_ack": "acknowledge"}[act["action_id"]]
+        result = Nudges(service).act(act["value"], what, user=user, as_of=as_of)
+        update = NB.acted((body.get("message") or {}).get("blocks") or [], result, user, as_of)
+        if respond is not None:
+            respond(**update)
+        else:
+            client.chat_postMessage(channel=user, text=update["text"], blocks=update["blocks"])
+
+    def nudge_agenda(
+        body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
+    ) -> None:
+        """The review's agenda email (the QBR template) as a draft in the owner's mailbox."""
+        user = body["user"]["id"]
+        row = Nudges(service).get(act["value"])
+        if row is None:
+            raise BadInput("that reminder is no longer known")
+        account = service.book.accounts([row["account_pk"]])[0]
+        people = service.teamwork.recipients(account)
+        if not people:
+            raise BadInput(f"{account.name} has no contact who may be emailed; add one to the book first")
+        owner = account.owner_email or _email(client, user)
+        outcome = service.teamwork.create_draft(
+            account.account_id, people[0]["email"], "qbr_invite", author=user, as_of=today(),
+            store=stores(owner) if stores is not None else None)
+        reply = B.draft_created(outcome.account.name, outcome.draft, outcome.location, outcome.created)
+        if respond is not None:
+            respond(replace_original=False, **reply.to_dict())
+        else:
+            client.chat_postMessage(channel=user, **_message(reply))
+
     answers = {
         "open_card": (open_card, False), "risk_page": (risk_page, False),
         "draft_checkin": (draft_checkin, False), "log_note": (log_note, False),
         "review_done": (review_done, True), "draft_template": (rerender_draft, False),
         "draft_recipient": (rerender_draft, False), "apply_plan": (apply_plan, False),
-        "open_draft": (nothing, False),
+        "open_draft": (nothing, False), "nudge_done": (nudge, True), "nudge_snooze": (nudge, True),
+        "nudge_ack": (nudge, True), "nudge_agenda": (nudge_agenda, True),
     }
     for action_id in ACTIONS:
         handler, once = answers[action_id]

@@ -19,8 +19,10 @@ from waitress.server import create_server
 
 from bot.config import Settings
 from bot.drafts import Drafting
+from bot.nudges import Outgoing
 from bot.services import HealthCard, Keepwell
 from bot.slack import blocks as B
+from bot.slack import nudge_blocks as NB
 from bot.slack.app import build_app
 from bot.slack.handlers import ACTIONS, COMMAND, EVENTS, VIEWS
 from bot.slack.http import SlackWSGI
@@ -103,7 +105,7 @@ def test_manifest_declares_the_command_and_events_the_app_answers(manifest):
 
 def test_manifest_asks_for_the_fewest_scopes_each_justified_in_the_docs(manifest):
     scopes = manifest["oauth_config"]["scopes"]["bot"]
-    assert scopes == ["commands", "chat:write", "users:read", "users:read.email"]
+    assert scopes == ["commands", "chat:write", "files:write", "users:read", "users:read.email"]
     assert "user" not in manifest["oauth_config"]["scopes"]
     docs = (ROOT / "docs" / "slack.md").read_text()
     for scope in scopes:
@@ -119,7 +121,11 @@ def test_every_button_and_form_the_app_shows_is_one_it_answers(book):
     bulk = B.plan_view(plan).to_dict()
     link = "https://mail.google.com/mail/#drafts?compose=m1"
     made = B.draft_created("A", plan.sample, link, True).to_dict()
-    shown = {a for p in (card, risk, draft, bulk, made) for a in action_ids(p)}
+    acme = book.book.resolve("acme")
+    review = Outgoing("review:qbr:1:2026-07-01", "review", "qbr", acme, "review due", AS_OF, 0)
+    alert = Outgoing("alert:danger_zone:1::2026-06-30", "alert", "danger_zone", acme, "low use", None, 0)
+    nudges = [NB.reminder(review, "team", None, AS_OF).to_dict(), NB.alert(alert, "team", None).to_dict()]
+    shown = {a for p in (card, risk, draft, bulk, made, *nudges) for a in action_ids(p)}
     assert shown == set(ACTIONS)
     assert {draft["callback_id"], note["callback_id"]} == set(VIEWS)
 
