@@ -474,13 +474,15 @@ PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to 
 
 def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
     from bot.claims import Claims
-    from bot.scheduler import Background, Scheduler
+    from bot.scheduler import Background, Scheduler, check_channels
     from bot.slack.app import build_app
     from integrations.slack_client import Poster
 
     service = runtime.service(db)
     app = build_app(service, runtime.settings, stores=draft_store)
     poster = Poster(app.client)
+    for warning in check_channels(service, poster.channel_problem):  # an unknown channel stops here
+        fail(warning)
     Background(Scheduler(service, Claims(service.book.engine), lambda: poster)).start()
     return app, service
 

@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from bot.claims import Claim, Claims
 from bot.core.digest import Digest
 from bot.core.schedule import Schedule, due, parse_schedule
-from bot.errors import ChannelUnavailable
+from bot.errors import BadInput, ChannelUnavailable
 from bot.nudges import Nudges, Outgoing
 from bot.services import Keepwell
 from bot.slack import nudge_blocks as NB
@@ -243,6 +243,32 @@ class Scheduler:
             sent += self._deliver(f"survey:{due_plan.plan.plan_id}", 0, places, reply)
             surveys.close(due_plan.keys, due_plan.plan.plan_id, as_of)
         return f"{sent} survey plan(s) announced"
+
+
+def configured_channels(service: Keepwell) -> list[tuple[str, str]]:
+    """Every channel keepwell.toml names, with its key."""
+    cfg = service.config
+    out = [(f"digests[{i}].channel", d.channel) for i, d in enumerate(cfg.digests)]
+    out += [(f"{name}.channel", job.channel) for name, job in
+            (("reviews", cfg.reviews), ("alerts", cfg.alerts), ("surveys", cfg.surveys)) if job.channel]
+    out += [(f"slack.account_channels.{account}", ch) for account, ch in cfg.slack.account_channels.items()]
+    return out
+
+
+def check_channels(service: Keepwell, lookup: Callable[[str], str | None]) -> list[str]:
+    """Refuse a channel Slack does not know (BadInput naming the key); warnings for the rest."""
+    warnings = []
+    for key, channel in configured_channels(service):
+        try:
+            problem = lookup(channel)
+        except LookupError as exc:
+            return [f"channels not checked at start-up ({exc}; the channels:read scope is missing?)"]
+        if problem == "unknown":
+            raise BadInput(f"keepwell.toml: {key}: Slack knows no channel {channel} (check the id; for a "
+                           "private channel, invite the bot first)")
+        if problem:
+            warnings.append(f"keepwell.toml: {key}: channel {channel} is {problem}; invite the bot to it")
+    return warnings
 
 
 def chart_png(service: Keepwell, digest: Digest) -> bytes:

@@ -18,7 +18,7 @@ from bot.config import KeepwellConfig
 from bot.core.digest import Digest, build_digest, is_at_risk
 from bot.core.health import Peers, is_peer, score_account, score_book
 from bot.core.model import Account, HealthScore
-from bot.core.retention import Cohort, Retention, cohorts, retention
+from bot.core.retention import Cohort, Retention, cohorts, retention, revenue_months
 from bot.core.segments import SegmentError, parse_segment
 from bot.db import models as m
 from bot.draftstore import DraftStore, NoStore
@@ -115,12 +115,10 @@ class Keepwell:
 
     def book_health(self, as_of: date) -> list[Scored]:
         """Every account with its health on a day: the stored scores if `score` ran, else computed."""
-        accounts = {a.pk: a for a in self.book.accounts()}
-        stored = self.book.snapshots(as_of)
-        if stored is not None and set(stored) >= set(accounts):
-            pairs = [(accounts[pk], s) for pk, s in stored.items() if pk in accounts]
-        else:
-            pairs, _, _ = self._score_all(as_of)
+        stored = self.book.stored_health(as_of)  # one query: accounts, the day's and previous scores
+        if stored is not None:
+            return stored
+        pairs, _, _ = self._score_all(as_of)
         previous = self.book.previous_scores(as_of)
         return [
             Scored(a, dataclasses.replace(s, previous_score=previous.get(a.pk))) for a, s in pairs
@@ -163,10 +161,9 @@ class Keepwell:
     def accounts(self, as_of: date, segment: str | None = None, *, everyone: bool = False) -> list[Scored]:
         """Customers on `as_of` (or every account) matching a segment, lowest health first."""
         seg = self._segment(segment)
-        rows = [
-            s for s in self.book_health(as_of)
-            if (everyone or s.account.is_customer_on(as_of)) and seg.matches(s.account, s.health, as_of)
-        ]
+        rows = [s for s in self.book_health(as_of) if everyone or s.account.is_customer_on(as_of)]
+        if seg.predicates:
+            rows = [s for s in rows if seg.matches(s.account, s.health, as_of)]
         rows.sort(key=lambda s: (s.health.score, s.account.name.casefold()))
         return rows
 
@@ -216,7 +213,8 @@ class Keepwell:
     def retention(self, start: date, end: date) -> Retention:
         if end < start:
             raise BadInput(f"--to {end} is before --from {start}")
-        return retention(self.book.accounts(), start, end, self.book.mrr_history())
+        history = self.book.mrr_on_months(revenue_months(start, end))  # not every month of every account
+        return retention(self.book.accounts(), start, end, history)
 
     def cohorts(self, start: date, end: date) -> list[Cohort]:
         if end < start:

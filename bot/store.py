@@ -51,13 +51,63 @@ RV = m.table_of(m.Review)
 SD = m.table_of(m.SlackDelivery)
 
 
-def _account(row: Any) -> Account:
-    return Account(
-        pk=row.id, account_id=row.account_id, name=row.name, start_date=row.start_date,
-        domain=row.domain, tier=row.tier, tags=tuple(t for t in (row.tags or "").split(";") if t),
-        owner_email=row.owner_email, mrr=row.mrr, seats=row.seats, renewal_date=row.renewal_date,
-        churn_date=row.churn_date, churn_reason=row.churn_reason,
+# What an Account holds, in its field order (not `updated_at`: converting it costs and nothing reads it).
+ACCOUNT_COLUMNS = (
+    A.c.id, A.c.account_id, A.c.name, A.c.start_date, A.c.domain, A.c.tier, A.c.tags, A.c.owner_email,
+    A.c.mrr, A.c.seats, A.c.renewal_date, A.c.churn_date, A.c.churn_reason,
+)
+_ACCOUNT_WIDTH = len(ACCOUNT_COLUMNS)
+
+
+def _account(row: Sequence[Any]) -> Account:
+    """An Account from the first columns of a row selected with ACCOUNT_COLUMNS first."""
+    pk, account_id, name, start, domain, tier, tags, owner, mrr, seats, renewal, churn, reason = (
+        row[:_ACCOUNT_WIDTH]
     )
+    return Account(pk, account_id, name, start, domain, tier, tuple(filter(None, (tags or "").split(";"))),
+                   owner, mrr, seats, renewal, churn, reason)
+
+
+# The stored score of a day, in the order _score reads it (after the account's columns, or after the pk).
+SCORE_COLUMNS = (
+    S.c.score, S.c.band, S.c.danger_zone, S.c.forgotten_zone, S.c.stickiness, S.c.engagement, S.c.drivers,
+)
+_DRIVER_SEP = '}, {"factor": '  # between two drivers as save_scores writes them (json.dumps' separators)
+
+
+def _drivers(text: str, known: dict[str, Driver]) -> tuple[Driver, ...]:
+    """The drivers of a stored score: the JSON list `save_scores` wrote, back as Driver values.
+
+    Drivers repeat across accounts (a whole book of 100,000 has about 800,000 drivers, 50,000 of them
+    distinct), so one read keeps one (frozen) Driver per distinct JSON object in `known` and parses each
+    once. The list is cut between drivers where a '"' outside a JSON string proves the cut is structural;
+    a piece that is not a whole driver object (text written some other way) falls back to parsing all.
+    """
+    if text == "[]":
+        return ()
+    if text.startswith('[{"factor": ') and text.endswith("}]"):
+        out: list[Driver] = []
+        for part in text[12:-2].split(_DRIVER_SEP):
+            driver = known.get(part)
+            if driver is None:
+                try:
+                    fields = json.loads('{"factor": ' + part + "}")
+                    driver = Driver(**fields)
+                except (ValueError, TypeError):
+                    break
+                known[part] = driver
+            out.append(driver)
+        else:
+            return tuple(out)
+    return tuple(Driver(**d) for d in json.loads(text))
+
+
+def _score(row: Sequence[Any], at: int, account_id: str, name: str, known: dict[str, Driver],
+           previous: int | None = None) -> HealthScore:
+    """A HealthScore from SCORE_COLUMNS starting at row[at]."""
+    score, band, danger, forgotten, stickiness, engagement, drivers = row[at:at + 7]
+    return HealthScore(account_id, name, score, band, danger, forgotten, stickiness, engagement,
+                       _drivers(drivers, known), previous)
 
 
 def _where_pk(column: Any, pks: Sequence[int] | None) -> Any:
@@ -111,7 +161,9 @@ class Book:
 
     def accounts(self, pks: Sequence[int] | None = None) -> list[Account]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(A).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id))
+            rows = conn.execute(
+                select(*ACCOUNT_COLUMNS).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
+            )
             return [_account(r) for r in rows]
 
     def account_count(self) -> int:
@@ -133,9 +185,11 @@ class Book:
         if not q:
             return None
         with self.use(conn) as conn:
-            row = conn.execute(select(A).where(A.c.account_id == q)).first()
+            row = conn.execute(select(*ACCOUNT_COLUMNS).where(A.c.account_id == q)).first()
             if row is None:
-                found = conn.execute(select(A).where(func.lower(A.c.name) == q.lower()).limit(2)).all()
+                found = conn.execute(
+                    select(*ACCOUNT_COLUMNS).where(func.lower(A.c.name) == q.lower()).limit(2)
+                ).all()
                 row = found[0] if len(found) == 1 else None
         return _account(row) if row is not None else None
 
@@ -183,7 +237,7 @@ class Book:
         """Everything the scorecard reads, for every account (or the given ones), as of a day."""
         with self.use(conn) as conn:
             accounts = [_account(r) for r in conn.execute(
-                select(A).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
+                select(*ACCOUNT_COLUMNS).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
             )]
             if not accounts:
                 return []
@@ -364,22 +418,45 @@ class Book:
 
     def snapshots(self, as_of: date) -> dict[int, HealthScore] | None:
         """The stored scores of a day (None when `keepwell score` did not run for it)."""
+        known: dict[str, Driver] = {}
         with self.engine.connect() as conn:
             if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
                 return None
             rows = conn.execute(
-                select(S, A.c.account_id, A.c.name).join(A, A.c.id == S.c.account_pk)
+                select(S.c.account_pk, A.c.account_id, A.c.name, *SCORE_COLUMNS)
+                .join(A, A.c.id == S.c.account_pk)
                 .where(S.c.as_of == as_of)
             )
-            return {
-                r.account_pk: HealthScore(
-                    account_id=r.account_id, name=r.name, score=r.score, band=r.band,
-                    danger_zone=r.danger_zone, forgotten_zone=r.forgotten_zone,
-                    stickiness=r.stickiness, engagement=r.engagement,
-                    drivers=tuple(Driver(**d) for d in json.loads(r.drivers)),
-                )
-                for r in rows
-            }
+            return {r[0]: _score(r, 3, r[1], r[2], known) for r in rows}
+
+    def stored_health(self, as_of: date) -> list[Scored] | None:
+        """Every account (by id) with its stored score of the day, previous score included, in one query.
+
+        None when `keepwell score` did not run that day or some account has no snapshot of it (then
+        the caller scores the book itself). The previous score is each account's latest stored score
+        from before the day, as `previous_scores` gives it (one index seek per account).
+        """
+        p = S.alias("p")
+        previous = (
+            select(p.c.score).where(p.c.account_pk == A.c.id, p.c.as_of < as_of)
+            .order_by(p.c.as_of.desc()).limit(1).scalar_subquery()
+        )
+        at = _ACCOUNT_WIDTH
+        known: dict[str, Driver] = {}
+        out: list[Scored] = []
+        with self.engine.connect() as conn:
+            if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
+                return None
+            rows = conn.execute(
+                select(*ACCOUNT_COLUMNS, *SCORE_COLUMNS, previous)
+                .select_from(A.outerjoin(S, and_(S.c.account_pk == A.c.id, S.c.as_of == as_of)))
+                .order_by(A.c.account_id)
+            )
+            for r in rows:
+                if r[at] is None:  # no snapshot of the day for this account (scores are NOT NULL)
+                    return None
+                out.append(Scored(_account(r), _score(r, at, r[1], r[2], known, r[at + 7])))
+        return out
 
     # retention ----------------------------------------------------------------------------------
 
@@ -388,6 +465,31 @@ class Book:
         with self.engine.connect() as conn:
             for pk, month, mrr in conn.execute(select(R.c.account_pk, R.c.month, R.c.mrr)):
                 out[pk][month] = Decimal(mrr)
+        return out
+
+    def mrr_on_months(self, months: Sequence[date]) -> dict[int, dict[date, Decimal]]:
+        """Each account's revenue on each of these months (first days), as `mrr_on` reads its history.
+
+        The value of the latest history month at or before the month, else of the account's first
+        month; accounts without history are left out. Keyed by the months asked for, so `mrr_on` over
+        this gives, for days in those months, what it gives over the whole history, for two index
+        seeks per account and month instead of reading every month of every account.
+        """
+        firsts = select(R.c.mrr).where(R.c.account_pk == A.c.id).order_by(R.c.month).limit(1)
+        asked = sorted(set(months))
+        values = [
+            func.coalesce(
+                select(R.c.mrr).where(R.c.account_pk == A.c.id, R.c.month <= m)
+                .order_by(R.c.month.desc()).limit(1).scalar_subquery(),
+                firsts.scalar_subquery(),
+            )
+            for m in asked
+        ]
+        out: dict[int, dict[date, Decimal]] = {}
+        with self.engine.connect() as conn:
+            for pk, *found in conn.execute(select(A.c.id, *values)):
+                if found[0] is not None:  # None: the account has no history at all
+                    out[pk] = {m: Decimal(v) for m, v in zip(asked, found, strict=True)}
         return out
 
     # account details ----------------------------------------------------------------------------

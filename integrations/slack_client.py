@@ -75,3 +75,21 @@ class Poster:
                     log.warning("cannot look up a Slack user by email: %s", error)
                 self.users[key] = None
         return self.users[key]
+
+    def channel_problem(self, channel: str) -> str | None:
+        """Why jobs could not post to a channel ('unknown', 'archived', 'not a member'), or None.
+
+        Raises LookupError when the app may not look (no channels:read scope): nothing is known then.
+        """
+        try:
+            info = self.client.conversations_info(channel=channel).get("channel") or {}
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            if error == "channel_not_found":
+                return "unknown"
+            raise LookupError(str(error)) from None
+        if info.get("is_archived"):
+            return "archived"
+        if info.get("is_member") is False:
+            return "not a member"
+        return None

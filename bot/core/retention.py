@@ -36,6 +36,11 @@ def mrr_on(account: Account, day: date, history: Mapping[date, Decimal] | None) 
     return account.mrr if account.mrr is not None else ZERO
 
 
+def revenue_months(start: date, end: date) -> tuple[date, date]:
+    """The months whose revenue `retention` reads for [start, end]: the day before it, and its end."""
+    return month_start(start - timedelta(days=1)), month_start(end)
+
+
 def _pct(numerator: Decimal | int, denominator: Decimal | int) -> float | None:
     if not denominator:
         return None

@@ -105,7 +105,8 @@ def test_manifest_declares_the_command_and_events_the_app_answers(manifest):
 
 def test_manifest_asks_for_the_fewest_scopes_each_justified_in_the_docs(manifest):
     scopes = manifest["oauth_config"]["scopes"]["bot"]
-    assert scopes == ["commands", "chat:write", "files:write", "users:read", "users:read.email"]
+    assert scopes == ["channels:read", "commands", "chat:write", "files:write", "users:read",
+                      "users:read.email"]
     assert "user" not in manifest["oauth_config"]["scopes"]
     docs = (ROOT / "docs" / "slack.md").read_text()
     for scope in scopes:

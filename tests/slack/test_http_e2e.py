@@ -43,6 +43,9 @@ class Server:
     book: object
 
 
+DAILY_JOBS_OFF = "[reviews]\nenabled = false\n[alerts]\nenabled = false\n[surveys]\nenabled = false\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,7 +62,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-e2e-token", "SLACK_SIGNING_SECRET": SECRET,
                "SLACK_API_URL": fake.api_url, "KEEPWELL_DATABASE_URL": f"sqlite:///{folder / 'book.db'}",
                "KEEPWELL_OUTBOX": str(folder / "outbox")}
-        env.pop("KEEPWELL_CONFIG", None)
+        env.pop("KEEPWELL_CONFIG", None)  # ./keepwell.toml: only the Slack app, no daily jobs racing it
+        (folder / "keepwell.toml").write_text(DAILY_JOBS_OFF)
         with log.open("wb") as sink:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],

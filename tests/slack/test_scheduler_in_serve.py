@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.fakes.slack_api import FakeSlack
 from tests.slack.conftest import build_book
-from tests.slack.test_http_e2e import free_port
+from tests.slack.test_http_e2e import DAILY_JOBS_OFF, free_port
 
 
 def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
@@ -20,7 +20,8 @@ def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
     build_book(folder).book.engine.dispose()
     ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
     config = folder / "keepwell.toml"
-    config.write_text(f'[[digests]]\nchannel = "C0SERVE"\nschedule = "daily {ten_minutes_ago:%H:%M}"\n')
+    config.write_text(DAILY_JOBS_OFF
+                      + f'[[digests]]\nchannel = "C0SERVE"\nschedule = "daily {ten_minutes_ago:%H:%M}"\n')
     port = free_port()
     with FakeSlack() as fake:
         env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-sched", "SLACK_SIGNING_SECRET": "sched-secret-123",
@@ -38,3 +39,20 @@ def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_serve_refuses_a_channel_slack_does_not_know(tmp_path: Path) -> None:
+    build_book(tmp_path).book.engine.dispose()
+    config = tmp_path / "keepwell.toml"
+    config.write_text(DAILY_JOBS_OFF + '[[digests]]\nchannel = "C0KNOWN"\nschedule = "daily 09:00"\n'
+                      '[[digests]]\nchannel = "C0GONE"\nschedule = "daily 09:00"\n')
+    with FakeSlack(channels={"C0KNOWN"}) as fake:
+        env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-sched", "SLACK_SIGNING_SECRET": "sched-secret-123",
+               "SLACK_API_URL": fake.api_url, "KEEPWELL_CONFIG": str(config),
+               "KEEPWELL_DATABASE_URL": f"sqlite:///{tmp_path / 'book.db'}"}
+        done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port())], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "keepwell: keepwell.toml: digests[1].channel: Slack knows no channel C0GONE "
+        "(check the id; for a private channel, invite the bot first)")
