@@ -97,9 +97,12 @@ class Claims:
                                .order_by(J.c.claimed_at.desc()).limit(1)).first()
         return (row[0], row[1]) if row else None
 
-    def interrupted(self) -> list[tuple[str, str]]:
-        """Periods whose post was under way when their process died: for a person to check."""
+    def interrupted(self, since: datetime | None = None) -> list[tuple[str, str]]:
+        """Periods whose post was under way when their process died (claimed after `since`): for a
+        person to check, since Slack may or may not have shown them."""
+        now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(select(J.c.job, J.c.period).where(
-                J.c.state == "posting", J.c.claimed_at < self.clock() - LEASE))
+                J.c.state == "posting", J.c.claimed_at < now - LEASE,
+                J.c.claimed_at >= (since or datetime(1970, 1, 1, tzinfo=UTC))).order_by(J.c.claimed_at))
             return [(r[0], r[1]) for r in rows]

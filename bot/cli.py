@@ -444,11 +444,14 @@ def tick(
     def clock() -> datetime:  # claims are stamped on the --now timeline, so leases work in backfills
         return moment + (datetime.now(UTC) - started)
 
-    scheduler = Scheduler(service, Claims(service.book.engine, clock=clock),
-                          lambda: Poster(web_client(runtime.settings)))
+    claims = Claims(service.book.engine, clock=clock)
+    scheduler = Scheduler(service, claims, lambda: Poster(web_client(runtime.settings)))
     ran = scheduler.tick(moment)
     for r in ran:
         out.print(f"{r.job} {r.period}: {r.outcome}", markup=False)
+    for job, period in claims.interrupted(since=moment - scheduler.grace - timedelta(days=1)):
+        fail(f"{job} {period}: interrupted while posting; not repeated (Slack may have shown it): "
+             "check the channel")
     if not ran:
         out.print("nothing due", markup=False)
 
