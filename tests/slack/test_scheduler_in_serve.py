@@ -32,8 +32,15 @@ def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
         try:
             [post] = fake.wait_for("chat.postMessage", timeout=30)
             assert post.params["channel"] == "C0SERVE"
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-                assert answer.status == 200
+            deadline = time.monotonic() + 20  # the scheduler may post before the server listens
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                        assert answer.status == 200
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "serve never answered /healthz"
+                    time.sleep(0.1)
             time.sleep(1.0)
             assert len(fake.calls_to("chat.postMessage")) == 1
         finally:
