@@ -213,7 +213,7 @@ def reviews(
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Renewals coming due, soonest first."""
+    """Account reviews (overdue ones too) and renewals coming due, soonest first."""
     day = parse_day(as_of, "--as-of")
     items = runtime.service(db).reviews(day, within)
     if as_json:

@@ -150,13 +150,15 @@ class Nudges:
 
     # reminders -----------------------------------------------------------------------------------
 
-    def due_reminders(self, as_of: date, accounts: Sequence[Account] | None = None) -> list[Due]:
+    def due_reminders(self, as_of: date, accounts: Sequence[Account] | None = None, *,
+                      remind_days_before: int | None = None) -> list[Due]:
         """Reviews and renewals the account teams should hear about today."""
         cfg = self.reviews_cfg
         accounts = self.service.book.accounts() if accounts is None else accounts
+        ahead = cfg.remind_days_before if remind_days_before is None else remind_days_before
         with self.engine.connect() as conn:
             last = self.last_reviews(conn, as_of)
-        return (reviews_due(accounts, last, as_of, cfg.cadence_for, cfg.remind_days_before)
+        return (reviews_due(accounts, last, as_of, cfg.cadence_for, ahead)
                 + renewals_due(accounts, as_of, cfg.renewal_offsets))
 
     def reminders(self, as_of: date) -> list[Outgoing]:

@@ -222,16 +222,22 @@ class Keepwell:
         return cohorts(self.book.accounts(), start, end)
 
     def reviews(self, as_of: date, within: int) -> list[DueItem]:
-        """Renewals coming due within `within` days, soonest first."""
+        """Account reviews (on their tier's cadence; overdue ones too) and renewals coming due within
+        `within` days, soonest first."""
+        from bot.nudges import Nudges  # the cadence rules (they build on this module)
+
         if within < 0:
             raise BadInput("--within must be 0 or more days")
         health = {s.account.pk: s.health for s in self.book_health(as_of)}
-        due = []
-        for a in self.book.accounts():
+        accounts = self.book.accounts()
+        due = [DueItem(d.account, "review", d.due, d.days_left, health.get(d.account.pk))
+               for d in Nudges(self).due_reminders(as_of, accounts, remind_days_before=within)
+               if d.kind == "review"]
+        for a in accounts:
             if not a.is_customer_on(as_of) or a.renewal_date is None:
                 continue
             days = (a.renewal_date - as_of).days
             if 0 <= days <= within:
                 due.append(DueItem(a, "renewal", a.renewal_date, days, health.get(a.pk)))
-        due.sort(key=lambda d: (d.due, -(d.account.mrr or 0)))
+        due.sort(key=lambda d: (d.due, d.kind, -(d.account.mrr or 0)))
         return due

@@ -188,7 +188,14 @@ def test_reviews_within(demo_book, capsys):
     code, out, _ = run(capsys, "reviews", "--within", "60", "--json", "--db", url, "--as-of", AS_OF)
     assert code == 0
     items = json.loads(out)
-    assert all(0 <= i["days_left"] <= 60 and i["kind"] == "renewal" for i in items)
+    renewals = [i for i in items if i["kind"] == "renewal"]
+    reviews = [i for i in items if i["kind"] == "review"]
+    assert renewals and reviews and len(renewals) + len(reviews) == len(items)
+    assert all(0 <= i["days_left"] <= 60 for i in renewals)
+    assert all(i["days_left"] <= 60 for i in reviews)  # an overdue review stays listed until it is done
+    assert {i["account_id"] for i in reviews} <= {a["account_id"] for a in json.loads(
+        run(capsys, "accounts", "--json", "--db", url, "--as-of", AS_OF)[1]) if a["tier"] in (
+            "enterprise", "mid-market")}  # tiers with a review cadence by default
     assert [i["due_date"] for i in items] == sorted(i["due_date"] for i in items)
 
 

@@ -43,7 +43,7 @@ HELP = [
     ("health ACCOUNT", "an account's health card (an id or part of its name)"),
     ("risk [SEGMENT]", "accounts at risk, most revenue first — e.g. `risk tier:enterprise`"),
     ("retention [FROM TO | last-month | last-quarter]", "customers kept, new and lost, GRR and NRR"),
-    ("reviews", "renewals coming due in the next 90 days"),
+    ("reviews", "account reviews and renewals coming due in the next 90 days"),
     ("draft TEMPLATE ACCOUNT", "a check-in draft to review before anyone sends it"),
     ("note ACCOUNT TEXT", "log a note on the account"),
     ("team ACCOUNT [add @user FUNCTION]", "who works on the account (sales, cs, support, marketing…)"),
@@ -211,7 +211,8 @@ def reviews_view(items: Sequence[DueItem], within: int) -> Reply:
     for d in items[: MAX_BLOCKS - 3]:
         health = f"{d.health.score} {BAND.get(d.health.band, d.health.band)}" if d.health else "—"
         blocks.append(section(
-            f"{d.due} (in {d.days_left}d) · {d.kind} · *{esc(d.account.name)}* · {health} · "
+            f"{d.due} ({f'in {d.days_left}d' if d.days_left >= 0 else f'{-d.days_left}d overdue'}) · "
+            f"{d.kind} · *{esc(d.account.name)}* · {health} · "
             f"MRR {money(d.account.mrr)}",
             accessory=button("Open", "open_card", d.account.account_id),
         ))
