@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
-from bot import render
+from bot import logs, render
 from bot.config import KeepwellConfig, Settings, load_config, load_settings
 from bot.db.engine import make_engine, migrate
 from bot.errors import BadInput, KeepwellError
@@ -475,7 +475,11 @@ HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 
 
-def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
+NoSchedulerOpt = Annotated[bool, typer.Option(
+    "--no-scheduler", help="Leave scheduled jobs to `keepwell tick` (cron) instead of running them here.")]
+
+
+def _slack_app(db: str | None, scheduler: bool = True) -> tuple[Any, Keepwell]:
     from bot.claims import Claims
     from bot.scheduler import Background, Scheduler, check_channels
     from bot.slack.app import build_app
@@ -486,31 +490,33 @@ def _slack_app(db: str | None) -> tuple[Any, Keepwell]:
     poster = Poster(app.client)
     for warning in check_channels(service, poster.channel_problem):  # an unknown channel stops here
         fail(warning)
-    Background(Scheduler(service, Claims(service.book.engine), lambda: poster)).start()
+    if scheduler:
+        Background(Scheduler(service, Claims(service.book.engine), lambda: poster)).start()
     return app, service
 
 
 @app.command()
-def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None) -> None:
+def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None,
+          no_scheduler: NoSchedulerOpt = False) -> None:
     """The Slack bot over HTTP: POST /slack/events (and GET /healthz), multi-threaded; with the scheduler."""
     from bot.slack.http import SlackWSGI
     from bot.slack.http import serve as serve_http
 
-    bolt, service = _slack_app(db)
+    bolt, service = _slack_app(db, scheduler=not no_scheduler)
     wsgi = SlackWSGI(bolt, runtime.settings.slack_signing_secret or "", service.book.ping)
     out.print(f"Keepwell is listening on http://{host}:{port}/slack/events", markup=False)
     serve_http(wsgi, host, port)
 
 
 @app.command()
-def run(db: DbOpt = None) -> None:
+def run(db: DbOpt = None, no_scheduler: NoSchedulerOpt = False) -> None:
     """The Slack bot over Socket Mode (needs SLACK_APP_TOKEN, xapp-…), with the scheduler."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     token = runtime.settings.slack_app_token
     if not token:
         raise BadInput("SLACK_APP_TOKEN is not set (an app-level token, xapp-…, with connections:write)")
-    bolt, _ = _slack_app(db)
+    bolt, _ = _slack_app(db, scheduler=not no_scheduler)
     out.print("Keepwell is connected over Socket Mode (Ctrl-C to stop)", markup=False)
     SocketModeHandler(bolt, token, web_client=bolt.client).start()
 
@@ -535,7 +541,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     runtime.reset()
     try:
-        app(args=argv, prog_name="keepwell")
+        with logs.for_command(sys.argv[1:] if argv is None else argv):  # serve, run and tick log
+            app(args=argv, prog_name="keepwell")
     except KeepwellError as exc:
         fail(exc.message, exc.details)
         sys.exit(exc.exit_code)

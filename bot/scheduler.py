@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +23,7 @@ from bot.claims import Claim, Claims
 from bot.core.digest import Digest
 from bot.core.schedule import Schedule, due, parse_schedule
 from bot.errors import BadInput, ChannelUnavailable
+from bot.logs import fields
 from bot.nudges import Nudges, Outgoing
 from bot.services import Keepwell
 from bot.slack import nudge_blocks as NB
@@ -99,6 +101,7 @@ class Scheduler:
             if claim is None:
                 continue  # another process has it, or it is done
             as_of = fire.astimezone(job.schedule.tz).date()
+            started = time.perf_counter()
             try:
                 outcome = self._run(job, as_of, claim)
             except Exception as exc:  # give the period back for the next tick; what was posted is claimed
@@ -106,6 +109,9 @@ class Scheduler:
                 self.claims.release(claim)
                 outcome = "failed"
             ran.append(Ran(job.name, period, outcome))
+            log.log(logging.WARNING if outcome == "failed" else logging.INFO, "job run", extra=fields(
+                job=job.name, period=period, outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1)))
         return ran
 
     def _run(self, job: Job, as_of: date, claim: Claim) -> str:

@@ -9,13 +9,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from bot.errors import BadInput, OperationFailed
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x4B57  # PostgreSQL advisory lock for migrations: (this, SCHEMA_KEY)
+SCHEMA_KEY = "hashtext(coalesce(current_schema(), ''))"  # books in other schemas migrate independently
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -37,6 +39,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise BadInput(f"invalid database URL {url!r} (expected e.g. sqlite:///./keepwell.db)") from None
     if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("postgresql"):
+        kwargs.setdefault("pool_pre_ping", True)  # a connection the server closed (a restart) is replaced
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().parent
         if not folder.is_dir():
@@ -61,14 +65,30 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config(create_engine("sqlite://"))).get_current_head()
 
 
+def _current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest revision (a no-op when it is already there)."""
+    """Bring the schema to the latest revision (a no-op when it is already there).
+
+    On PostgreSQL the upgrade runs under an advisory lock (one per schema), so instances starting
+    together against one database migrate it once: the first upgrades, the others wait for it and
+    then find the schema at head. (Without it, the others fail on the tables the first is creating.)
+    """
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current == head_revision():
+            if _current_revision(conn) == head_revision():
+                return
+        if engine.dialect.name != "postgresql":
+            command.upgrade(alembic_config(engine), "head")
             return
-        command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as lock:  # held until this transaction ends, however it ends
+            lock.execute(text(f"SELECT pg_advisory_xact_lock(:key, {SCHEMA_KEY})"), {"key": MIGRATION_LOCK})
+            with engine.connect() as conn:  # another instance may have migrated while this one waited
+                current = _current_revision(conn)
+            if current != head_revision():
+                command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise OperationFailed(f"cannot reach the database: {reason}") from None

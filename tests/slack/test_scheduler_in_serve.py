@@ -63,3 +63,35 @@ def test_serve_refuses_a_channel_slack_does_not_know(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "keepwell: keepwell.toml: digests[1].channel: Slack knows no channel C0GONE "
         "(check the id; for a private channel, invite the bot first)")
+
+
+def test_serve_with_no_scheduler_leaves_due_jobs_to_tick(tmp_path: Path) -> None:
+    build_book(tmp_path).book.engine.dispose()
+    due = datetime.now(UTC) - timedelta(minutes=10)
+    config = tmp_path / "keepwell.toml"
+    config.write_text(DAILY_JOBS_OFF + f'[[digests]]\nchannel = "C0SERVE"\nschedule = "daily {due:%H:%M}"\n')
+    port = free_port()
+    with FakeSlack() as fake:
+        env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-sched", "SLACK_SIGNING_SECRET": "sched-secret-123",
+               "SLACK_API_URL": fake.api_url, "KEEPWELL_CONFIG": str(config),
+               "KEEPWELL_DATABASE_URL": f"sqlite:///{tmp_path / 'book.db'}"}
+        cmd = [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--no-scheduler"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "serve never answered /healthz"
+                    time.sleep(0.1)
+            time.sleep(2.0)  # the in-process scheduler would have ticked at once
+            assert fake.calls_to("chat.postMessage") == []
+            tick = subprocess.run([sys.executable, "-m", "bot.cli", "tick"], env=env, capture_output=True,
+                                  text=True, timeout=60)
+            assert "posted" in tick.stdout, tick.stderr
+            assert len(fake.calls_to("chat.postMessage")) == 1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
