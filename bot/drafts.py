@@ -1,27 +1,36 @@
 """Bulk check-in drafts: plan (who gets one, who is skipped and why, rendered and stored), then apply
-(create each draft exactly once in Gmail or the outbox, however often apply is interrupted).
+(create each draft exactly once in Gmail or the outbox, however often apply is interrupted, and however
+many workers apply one plan at once).
 
 Plan: accounts → contacts (by role) → do-not-contact → addresses deduplicated → the contact caps
 (one Keepwell draft per contact per `cap_days`; none when any team emailed them in `quiet_days`) →
-rendered → stored. Apply: do-not-contact and caps are checked again; each item is marked `creating`
-before the store is called and `created` after; an item left `creating` (a crash, a lost reply) is
-looked up by its Message-ID before anything is created again.
+rendered → stored. Apply: each worker claims batches of pending items (`creating`, with the worker as
+their holder; FOR UPDATE SKIP LOCKED on PostgreSQL), checks do-not-contact and caps again, calls the
+store and marks each item `created`. An item left `creating` by a worker that stopped (released on its
+way out, a process known to be gone, or silent for longer than the lease) is looked up by its
+Message-ID before anything is created again; one held by a live worker is waited for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import random
 import secrets
+import socket
+import threading
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.core.segments import SegmentError, parse_segment
 from bot.db import models as m
@@ -38,6 +47,93 @@ TO = m.table_of(m.Touch)
 N = m.table_of(m.NpsResponse)
 CHURN_TEMPLATES = ("churn_interview", "winback")
 MAX_ATTEMPTS = 8
+LEASE = timedelta(minutes=10)  # an item `creating` this long with no word from its holder is abandoned
+RENEW = 60.0  # seconds: how often a worker busy with a batch says it still holds it
+POLL = 0.2  # seconds between looks while other workers finish their last batches
+
+
+# workers --------------------------------------------------------------------------------------
+
+@functools.cache
+def _node() -> str:
+    """Where a process id means one process: this boot of this machine and its PID namespace (Linux),
+    else the host name. Containers on one machine have PID namespaces of their own, so none judges
+    another's pids."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return socket.gethostname()
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """A process's state letter and start time (clock ticks after boot), from /proc (Linux); None when
+    there is nothing to read. The start time tells a reused pid from the process that held an item."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+_LIVE: set[str] = set()  # the holders of the applies running in this process
+_LIVE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The worker holding an item while it is `creating`: one apply in one process. It is kept in the
+    item's `reason`, which only skipped and failed items otherwise use."""
+
+    node: str
+    pid: int
+    started: str
+    token: str
+
+    def __str__(self) -> str:
+        return f"worker|{self.node}|{self.pid}|{self.started}|{self.token}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Owner | None:
+        parts = (text or "").split("|")
+        if len(parts) != 5 or parts[0] != "worker" or not parts[2].isdigit():
+            return None
+        return cls(parts[1], int(parts[2]), parts[3], parts[4])
+
+    @classmethod
+    def here(cls) -> Owner:
+        """A new holder for one apply in this process, live until `stop`."""
+        pid = os.getpid()
+        owner = cls(_node(), pid, (_stat(pid) or ("", "-"))[1], secrets.token_hex(6))
+        with _LIVE_LOCK:
+            _LIVE.add(str(owner))
+        return owner
+
+    def stop(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(str(self))
+
+    def gone(self) -> bool:
+        """Known to have stopped: an apply of this process that returned, or a process of this machine
+        that exited. Of a process elsewhere nothing is known, and only the lease decides."""
+        if self.node != _node():
+            return False
+        if self.pid == os.getpid() and self.started == (_stat(self.pid) or ("", "-"))[1]:
+            with _LIVE_LOCK:
+                return str(self) not in _LIVE
+        if os.name != "posix":
+            return False
+        try:
+            os.kill(self.pid, 0)  # signal 0 only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except OSError:  # it exists, under another user
+            pass
+        stat = _stat(self.pid)
+        if stat is None:  # it exists, and /proc does not say more
+            return False
+        state, started = stat
+        return state in ("Z", "X") or (self.started != "-" and started != self.started)
 
 
 # plan -----------------------------------------------------------------------------------------
@@ -227,14 +323,129 @@ class Drafting:
 
     # apply --------------------------------------------------------------------------------------
 
-    def _set(self, ids: Sequence[int], **values: Any) -> None:
-        if ids:
-            with self.book.engine.begin() as conn:
-                conn.execute(update(PI).where(PI.c.id.in_(list(ids)))
-                             .values(updated_at=datetime.now(UTC), **values))
+    lease: timedelta = LEASE  # tests shorten it
 
-    def _recheck(self, plan_id: str, as_of: date, items: list[Any]) -> list[Any]:
-        """Do-not-contact and caps again, as they stand now; skip who no longer qualifies."""
+    def _open(self, plan_id: str) -> int:
+        """How many of the plan's items are not finished (pending, or creating)."""
+        with self.book.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(PI).where(
+                PI.c.plan_id == plan_id, PI.c.state.in_(("pending", "creating")))).scalar() or 0)
+
+    def _holding(self, owner: Owner) -> Any:
+        """The condition "held by this worker" (its holder string is unique to one apply)."""
+        return (PI.c.state == "creating") & (PI.c.reason == str(owner))
+
+    def _mine(self, ids: Iterable[int], owner: Owner, **values: Any) -> set[int]:
+        """Change items this worker holds; the ids it still held (and, with no `values`, renew their
+        lease). An item another worker took over after the lease is left to that worker."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        with self.book.engine.begin() as conn:
+            mine = PI.c.id.in_(ids) & self._holding(owner)
+            if values:  # one item: the count says whether it was still this worker's
+                done = conn.execute(update(PI).where(mine).values(updated_at=datetime.now(UTC), **values))
+                return set(ids) if done.rowcount == len(ids) else set()
+            conn.execute(update(PI).where(mine).values(updated_at=datetime.now(UTC)))
+            return set(conn.execute(select(PI.c.id).where(mine)).scalars())
+
+    def _claim(self, plan_id: str, owner: Owner, size: int) -> list[Any]:
+        """Take the plan's next `size` pending items: `creating` from now on, held by `owner`.
+
+        No item is taken twice: on PostgreSQL the rows are locked as they are picked and other workers
+        skip them (FOR UPDATE SKIP LOCKED); SQLite has one writer at a time, and there picking and
+        marking are one statement. The `state = 'pending'` guard holds on both."""
+        pick = (select(PI.c.id).where(PI.c.plan_id == plan_id, PI.c.state == "pending")
+                .order_by(PI.c.id).limit(size))
+        with self.book.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                ids = list(conn.execute(pick.with_for_update(skip_locked=True)).scalars())
+                if not ids:
+                    return []
+                which = PI.c.id.in_(ids)
+            else:
+                which = PI.c.id.in_(pick)
+            conn.execute(update(PI).where(which, PI.c.state == "pending")
+                         .values(state="creating", reason=str(owner), updated_at=datetime.now(UTC),
+                                 attempts=PI.c.attempts + 1))
+            # what this worker holds now is exactly what it just took (between batches it holds nothing)
+            return list(conn.execute(select(PI).where(PI.c.plan_id == plan_id, self._holding(owner))
+                                     .order_by(PI.c.id)))
+
+    def _abandoned(self, holder: str | None, known: dict[str | None, bool]) -> bool:
+        """Whether an item's holder will never finish it: released (no holder) or a stopped worker."""
+        if holder not in known:
+            other = Owner.parse(holder)
+            known[holder] = holder is None or (other is not None and other.gone())
+        return known[holder]
+
+    def _reclaim(self, plan_id: str, owner: Owner, size: int) -> tuple[list[Any], bool]:
+        """Take over up to `size` items other workers left `creating` and will not finish: released on
+        their way out, held by a process known to be gone, or silent for longer than the lease. Each
+        may exist already, so the caller looks it up before creating anything. Also: whether live
+        workers still hold items of the plan (to wait for)."""
+        now = datetime.now(UTC)
+        cutoff = now - self.lease
+        with self.book.engine.connect() as conn:
+            held = conn.execute(select(PI.c.id, PI.c.reason, PI.c.updated_at)
+                                .where(PI.c.plan_id == plan_id, PI.c.state == "creating")
+                                .order_by(PI.c.id)).all()
+        known: dict[str | None, bool] = {}
+        takes: dict[tuple[str | None, bool], list[int]] = {}
+        live, wanted = False, 0
+        for row in held:
+            if self._abandoned(row.reason, known):
+                key = (row.reason, False)
+            elif row.updated_at < cutoff:
+                key = (row.reason, True)
+            else:
+                live = True
+                continue
+            if wanted < size:
+                takes.setdefault(key, []).append(row.id)
+                wanted += 1
+        rows: list[Any] = []
+        if takes:
+            with self.book.engine.begin() as conn:
+                for (was, by_lease), ids in takes.items():
+                    # one winner: the holder must still be the one seen (and, by lease, still silent)
+                    guard = [PI.c.id.in_(ids), PI.c.state == "creating",
+                             PI.c.reason.is_(None) if was is None else PI.c.reason == was]
+                    if by_lease:
+                        guard.append(PI.c.updated_at < cutoff)
+                    conn.execute(update(PI).where(*guard).values(reason=str(owner), updated_at=now))
+                rows = list(conn.execute(select(PI).where(PI.c.plan_id == plan_id, self._holding(owner))
+                                         .order_by(PI.c.id)))
+        # items another worker took over just before this one are live again: wait for them too
+        return rows, live or len(rows) < wanted
+
+    def _release(self, plan_id: str, owner: Owner) -> None:
+        """On the way out (done, or an error): what this worker still holds stays `creating` with no
+        holder, so the next apply looks each one up at once rather than after the lease."""
+        with contextlib.suppress(SQLAlchemyError), self.book.engine.begin() as conn:
+            conn.execute(update(PI).where(PI.c.plan_id == plan_id, PI.c.state == "creating",
+                                          PI.c.reason == str(owner))
+                         .values(reason=None, updated_at=datetime.now(UTC)))
+
+    def status(self, plan_id: str) -> Literal["open", "running", "done"]:
+        """`running`: a live worker holds some of the plan's items; `open`: something is left to create
+        (never started, or its workers stopped); `done`: every item is created, skipped or failed."""
+        cutoff = datetime.now(UTC) - self.lease
+        with self.book.engine.connect() as conn:
+            if conn.execute(select(P.c.id).where(P.c.id == plan_id)).first() is None:
+                raise BadInput(f"no plan {plan_id!r} (keepwell drafts plan prints its id)")
+            rows = conn.execute(select(PI.c.state, PI.c.reason, PI.c.updated_at).where(
+                PI.c.plan_id == plan_id, PI.c.state.in_(("pending", "creating")))).all()
+        known: dict[str | None, bool] = {}
+        if any(r.state == "creating" and r.updated_at >= cutoff and not self._abandoned(r.reason, known)
+               for r in rows):
+            return "running"
+        return "open" if rows else "done"
+
+    def _recheck(self, as_of: date, items: list[Any], owner: Owner) -> list[Any]:
+        """Do-not-contact and caps again, as they stand just before creating; skip who no longer qualifies."""
+        if not items:
+            return []
         emails = [i.contact_email for i in items]
         with self.book.engine.connect() as conn:
             dnc = {r[0] for r in conn.execute(select(C.c.email).where(C.c.do_not_contact.is_(True),
@@ -249,21 +460,74 @@ class Drafting:
         keep = []
         for item in items:
             if item.contact_email in dnc:
-                self._set([item.id], state="skipped", reason="marked do-not-contact since the plan was made")
-            elif item.contact_email in others and item.state == "pending":
-                self._set([item.id], state="skipped",
-                          reason=f"another Keepwell draft went to them on {others[item.contact_email]}")
+                self._mine([item.id], owner, state="skipped",
+                           reason="marked do-not-contact since the plan was made")
+            elif item.contact_email in others:
+                self._mine([item.id], owner, state="skipped",
+                           reason=f"another Keepwell draft went to them on {others[item.contact_email]}")
             else:
                 keep.append(item)
         return keep
 
-    def _done(self, item: Any, location: str, author: str | None, as_of: date) -> None:
-        self._set([item.id], state="created", location=location, reason=None)
+    def _done(self, item: Any, location: str, owner: Owner, author: str | None, as_of: date) -> None:
+        if not self._mine([item.id], owner, state="created", location=location, reason=None):
+            return  # taken over after the lease: its new holder finds this draft and records it
         draft = json.loads(item.draft)
         self.service.journal.add_touch(
             item.account_pk, day=as_of, ref=item.message_id, author=author, note=draft["subject"],
             channel="email", team="cs", kind="checkin", contact_email=item.contact_email, source="draft",
         )
+
+    def _work(self, batch: list[Any], store: DraftStore, owner: Owner, *, author: str | None, as_of: date,
+              attempts: dict[str, int], rng: random.Random, look_first: bool) -> float:
+        """Create one batch this worker holds; the backoff to wait before the next (0: none)."""
+        held = {i.id for i in batch}
+        renewed = [time.monotonic()]
+
+        def still_held(item: Any) -> bool:  # say "still on it" every RENEW seconds, well within the lease
+            if time.monotonic() - renewed[0] >= RENEW:
+                held.intersection_update(self._mine(held, owner))
+                renewed[0] = time.monotonic()
+            return item.id in held
+
+        if look_first:  # a stopped worker's items: each may exist already, so look before creating
+            rest = []
+            for item in batch:
+                if not still_held(item):
+                    continue
+                where = store.find(item.message_id)
+                if where is not None:
+                    self._done(item, where, owner, author, as_of)
+                else:
+                    rest.append(item)
+            batch = rest
+        batch = self._recheck(as_of, [i for i in batch if still_held(i)], owner)
+        if not batch:
+            return 0.0
+        outcomes = store.create_many([Draft(**json.loads(i.draft)) for i in batch])
+        wait = 0.0
+        for item in batch:
+            if not still_held(item):
+                continue  # taken over after the lease: its new holder looks it up
+            outcome = outcomes.get(item.message_id, Retry(maybe_created=True, reason="no answer"))
+            if isinstance(outcome, Retry) and outcome.maybe_created:
+                where = store.find(item.message_id)
+                if where is not None:
+                    outcome = Created(where)
+            if isinstance(outcome, Created):
+                self._done(item, outcome.location, owner, author, as_of)
+            elif isinstance(outcome, Failed):
+                self._mine([item.id], owner, state="failed", reason=outcome.reason)
+            else:
+                tries = attempts[item.message_id] = attempts.get(item.message_id, 0) + 1
+                if tries >= MAX_ATTEMPTS:
+                    self._mine([item.id], owner, state="failed",
+                               reason=f"gave up after {tries} attempts ({outcome.reason})")
+                    continue
+                self._mine([item.id], owner, state="pending", reason=None)  # not created: back in line
+                backoff = min(60.0, 0.5 * 2 ** (tries - 1)) * (0.5 + rng.random())
+                wait = max(wait, outcome.after if outcome.after is not None else backoff)
+        return wait
 
     def apply(
         self,
@@ -275,61 +539,44 @@ class Drafting:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> ApplySummary:
-        """Create the plan's drafts; safe to run again (after a crash, a failure, or when done)."""
+        """Create the plan's drafts; safe to run again (after a crash, a failure, or when done), and on
+        several workers at once: each claims its own batches, and waits for the others' last ones, so
+        every worker returns the finished plan's summary. `progress(done, total)` counts the plan's
+        items finished since this apply began, by any worker."""
         rng = rng or random.Random()
         with self.book.engine.connect() as conn:
             plan = conn.execute(select(P).where(P.c.id == plan_id)).first()
-            if plan is None:
-                raise BadInput(f"no plan {plan_id!r} (keepwell drafts plan prints its id)")
-            items = conn.execute(select(PI).where(PI.c.plan_id == plan_id).order_by(PI.c.id)).all()
-        as_of = plan.as_of
-        todo = self._recheck(plan_id, as_of, [i for i in items if i.state in ("pending", "creating")])
-        total, done = len(todo), 0
+        if plan is None:
+            raise BadInput(f"no plan {plan_id!r} (keepwell drafts plan prints its id)")
+        as_of, size = plan.as_of, self.config.batch_size
+        total = left = self._open(plan_id)
         if progress:
             progress(0, total)
-        # items a crash or a lost reply left in flight: found where they are, or created below
-        found: set[int] = set()
-        for item in [i for i in todo if i.state == "creating"]:
-            location = store.find(item.message_id)
-            if location is not None:
-                self._done(item, location, author, as_of)
-                found.add(item.id)
-                done += 1
-        by_mid = {i.message_id: i for i in todo}
-        pending = [i for i in todo if i.id not in found]
         attempts: dict[str, int] = {}
-        while pending:
-            batch, pending = pending[: self.config.batch_size], pending[self.config.batch_size:]
-            self._set([i.id for i in batch], state="creating", attempts=PI.c.attempts + 1)
-            outcomes = store.create_many([Draft(**json.loads(i.draft)) for i in batch])
-            wait = 0.0
-            for item in batch:
-                outcome = outcomes.get(item.message_id, Retry(maybe_created=True, reason="no answer"))
-                if isinstance(outcome, Retry) and outcome.maybe_created:
-                    where = store.find(item.message_id)
-                    if where is not None:
-                        outcome = Created(where)
-                if isinstance(outcome, Created):
-                    self._done(item, outcome.location, author, as_of)
-                    done += 1
-                elif isinstance(outcome, Failed):
-                    self._set([item.id], state="failed", reason=outcome.reason)
-                    done += 1
-                else:
-                    tries = attempts[item.message_id] = attempts.get(item.message_id, 0) + 1
-                    if tries >= MAX_ATTEMPTS:
-                        self._set([item.id], state="failed",
-                                  reason=f"gave up after {tries} attempts ({outcome.reason})")
-                        done += 1
-                        continue
-                    self._set([item.id], state="pending")
-                    pending.append(by_mid[item.message_id])
-                    backoff = min(60.0, 0.5 * 2 ** (tries - 1)) * (0.5 + rng.random())
-                    wait = max(wait, outcome.after if outcome.after is not None else backoff)
-            if progress:
-                progress(done, total)
-            if wait:
-                sleep(wait)
+        owner = Owner.here()
+        try:
+            while True:
+                batch, look_first, busy = self._claim(plan_id, owner, size), False, False
+                if not batch:
+                    batch, busy = self._reclaim(plan_id, owner, size)
+                    look_first = True
+                wait = 0.0
+                if batch:
+                    wait = self._work(batch, store, owner, author=author, as_of=as_of, attempts=attempts,
+                                      rng=rng, look_first=look_first)
+                before, left = left, self._open(plan_id)
+                if progress and (batch or left != before):
+                    progress(max(0, total - left), total)
+                if not batch:
+                    if not (busy or left):
+                        break
+                    # live workers hold the rest (or are taking it this instant): wait for their last batches
+                    time.sleep(POLL)
+                if wait:
+                    sleep(wait)
+        finally:
+            self._release(plan_id, owner)
+            owner.stop()
         return self.summary(plan_id, store)
 
     def summary(self, plan_id: str, store: DraftStore | None = None) -> ApplySummary:
@@ -363,5 +610,5 @@ class ApplySummary:
         }
 
 
-__all__ = ["ApplySummary", "AuthFailed", "Created", "DraftStore", "Drafting", "Failed", "Plan", "Retry",
-           "address_key"]
+__all__ = ["LEASE", "ApplySummary", "AuthFailed", "Created", "DraftStore", "Drafting", "Failed", "Owner",
+           "Plan", "Retry", "address_key"]

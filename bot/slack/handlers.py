@@ -194,20 +194,39 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
         body: dict[str, Any], act: dict[str, Any], client: WebClient, respond: Respond | None
     ) -> None:
         from bot.drafts import Drafting
+        from bot.errors import OperationFailed
 
         plan_id, user = act["value"], body["user"]["id"]
-        if not service.journal.claim(f"apply:{plan_id}"):
+        if not service.journal.claim(f"action:{user}:{act.get('action_ts')}"):
+            return  # this very click again (Slack's retry, perhaps to another instance): answered once
+        drafting = Drafting(service)
+        # Another click while a worker is on the plan (or after it finished) only says so; a click on a
+        # plan whose apply stopped (a crash, Google signed out) resumes it. Two clicks racing both apply,
+        # which is safe: workers claim separate batches and never create a draft twice.
+        if drafting.status(plan_id) != "open":
             _reply(client, respond, user, None, B.message("Those drafts are already being created."))
             return
         shown = [0]
 
         def progress(done: int, total: int) -> None:  # a response_url takes 5 updates: show 2 of them
-            if respond is not None and total and (done == 0 or (shown[0] < 2 and done * 2 >= total)):
+            first = done == 0 and shown[0] == 0
+            if respond is not None and total and (first or (shown[0] < 2 and done * 2 >= total)):
                 shown[0] += 1
                 respond(replace_original=True, **B.apply_progress(done, total).to_dict())
 
-        summary = Drafting(service).apply(plan_id, store_for(client, user) or service.teamwork.drafts,
-                                          author=user, progress=progress)
+        try:
+            summary = drafting.apply(plan_id, store_for(client, user) or service.teamwork.drafts,
+                                     author=user, progress=progress)
+        except OperationFailed as exc:  # Google signed out, the outbox unwritable …: what exists stays
+            note = B.error(f"{exc.message.rstrip('.')}. The drafts created so far are kept; press the "
+                           "button again to carry on.")
+            plan = drafting.load(plan_id)  # the button again: the progress replaced it
+            again = B.Reply(note.text, note.blocks + (B.plan_view(plan).blocks if plan else []))
+            if respond is not None:
+                respond(replace_original=True, **again.to_dict())
+            else:
+                _reply(client, None, user, None, again)
+            return
         final = B.apply_progress(summary.created, summary.created, summary)
         if respond is not None:
             respond(replace_original=True, **final.to_dict())
