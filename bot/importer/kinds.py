@@ -46,6 +46,8 @@ class Context:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
+        # PostgreSQL through psycopg 3: rows are written with COPY (bot/importer/writing.py)
+        self.copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
         self.now = _naive_utc(utcnow())
         self._accounts: dict[str, int] | None = None
         self._domains: dict[str, int] | None = None
@@ -121,25 +123,30 @@ class Kind:
     def __post_init__(self) -> None:
         object.__setattr__(self, "required", tuple(col.name for col in self.columns if col.required))
 
-    def upsert_sql(self, sqlite: bool) -> str:
-        mark = "?" if sqlite else "%s"
-        cols = ", ".join(self.insert)
-        marks = ", ".join(mark for _ in self.insert)
+    def _on_conflict(self, *, skip_equal: bool = False) -> str:
         updates = [col for col in self.insert if col not in self.conflict]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{col} = excluded.{col}" for col in updates)
-            if updates
-            else "DO NOTHING"
-        )
-        return (
-            f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(self.conflict)}) {action}"
-        )
+        if not updates:
+            return f"ON CONFLICT ({', '.join(self.conflict)}) DO NOTHING"
+        action = "DO UPDATE SET " + ", ".join(f"{col} = excluded.{col}" for col in updates)
+        if skip_equal:  # a row equal to the stored one is left alone rather than rewritten
+            stored = ", ".join(f"{self.table}.{col}" for col in updates)
+            given = ", ".join(f"excluded.{col}" for col in updates)
+            action += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
+        return f"ON CONFLICT ({', '.join(self.conflict)}) {action}"
 
-    def write(self, ctx: Context, rows: list[Row]) -> None:
-        if not rows:
-            return
-        ctx.conn.exec_driver_sql(self.upsert_sql(ctx.sqlite), rows)
+    def upsert_sql(self, sqlite: bool) -> str:
+        """One row's upsert, for `executemany`."""
+        mark = "?" if sqlite else "%s"
+        marks = ", ".join(mark for _ in self.insert)
+        return f"INSERT INTO {self.table} ({', '.join(self.insert)}) VALUES ({marks}) {self._on_conflict()}"
+
+    def merge_sql(self, staging: str) -> str:
+        """Every row of a staging table with the kind's columns, upserted at once (PostgreSQL)."""
+        cols = ", ".join(self.insert)
+        return (
+            f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM {staging} "
+            f"{self._on_conflict(skip_equal=True)}"
+        )
 
 
 ROLES = c.enum_parser("champion", "decision_maker", "user", "billing", "other")
@@ -214,12 +221,13 @@ def _usage_header(kind: Kind, header: Sequence[str], ctx: Context) -> Kind:
 
 def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastReader:
     """Usage rows without a dict per row: each distinct date string is checked once, and on SQLite
-    the ISO text goes to the driver as it is (no adapter call per value). Keys match `_packer`'s."""
+    and in PostgreSQL's COPY the ISO text goes to the driver as it is (no adapter call per value).
+    Keys match `_packer`'s."""
     accounts = ctx.account_map()
     days: dict[str, tuple[Any, int, date]] = {}
     at, on = positions["account_id"], positions["date"]
     ev_at = positions.get("events")
-    sqlite, user_level = ctx.sqlite, ctx.user_level
+    iso, user_level = ctx.sqlite or ctx.copy, ctx.user_level
     value_at = positions["user_id" if user_level else "active_users"]
 
     def day(text: str) -> tuple[Any, int, date]:
@@ -229,7 +237,7 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
         span = ctx.usage_days
         if user_level and (span is None or d < span[0] or d > span[1]):
             ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
-        days[text] = got = (d.isoformat() if sqlite else d, d.toordinal() & 0xFFFFF, d)
+        days[text] = got = (d.isoformat() if iso else d, d.toordinal() & 0xFFFFF, d)
         return got
 
     def events(cells: list[str]) -> int:

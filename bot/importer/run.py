@@ -1,7 +1,9 @@
 """Import one CSV file whole or not at all (CONTRACT §4).
 
-Rows stream from disk, are validated one by one and written in batches inside a single transaction;
-any invalid row (or a key repeated within the file, found at the end) rolls the whole file back.
+Rows stream from disk, are validated one by one and written in batches inside a single transaction
+(upserted as they come on SQLite; COPYed into a staging table and upserted at the end on PostgreSQL,
+see `writing`); any invalid row (or a key repeated within the file, found at the end) rolls the whole
+file back.
 Duplicate keys are found without holding rows in memory: each row's key is packed into 8 bytes in an
 array and the array is sorted once at the end.
 """
@@ -23,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from bot.errors import BadInput, OperationFailed
 from bot.importer.kinds import FAST_MISS, KINDS, Context, Kind, Row, RowError
 from bot.importer.reading import open_csv
+from bot.importer.writing import Writer, writer_for
 
 BATCH = 20_000
 SHOWN_ERRORS = 50
@@ -126,10 +129,12 @@ def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = Fa
                 ctx = Context(conn)
                 if kind.after_header is not None:
                     kind = kind.after_header(kind, csv_file.header, ctx)
-                _stream(kind, ctx, positions, csv_file.rows, report, write=not dry_run)
-                if report.error_count or dry_run:
+                writer = None if dry_run else writer_for(kind, ctx)
+                _stream(kind, ctx, positions, csv_file.rows, report, writer)
+                if report.error_count or writer is None:
                     trans.rollback()
                 else:
+                    writer.finish()
                     if kind.finish is not None:
                         kind.finish(ctx)
                     trans.commit()
@@ -198,9 +203,9 @@ def _stream(
     positions: dict[str, int],
     rows: Any,
     report: ImportReport,
-    *,
-    write: bool,
+    writer: Writer | None,
 ) -> None:
+    """Validate every row, handing valid ones to `writer` in batches until the first invalid one."""
     columns: Columns = [(col.name, col.parse, col.required, positions[col.name])
                         for col in kind.columns if col.name in positions]
     width = max(positions.values()) + 1
@@ -223,12 +228,12 @@ def _stream(
                 continue
             key = pack(row)
         keys.add(key, number)
-        if write and not report.error_count:
+        if writer is not None and not report.error_count:
             batch.append(row)
             if len(batch) >= BATCH:
-                kind.write(ctx, batch)
+                writer.write(batch)
                 batch.clear()
     for row_number, first in keys.repeats():
         report.add_error(row_number, "", f"same {kind.key_label} as row {first} (a key may appear once)")
-    if write and not report.error_count:
-        kind.write(ctx, batch)
+    if writer is not None and not report.error_count:
+        writer.write(batch)

@@ -1,0 +1,159 @@
+"""Files of several batches: every row lands exactly, corrections update by key, and on PostgreSQL the
+rows go through COPY into a staging table and one upsert (bot/importer/writing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from bot.errors import OperationFailed
+from bot.importer import cells, writing
+from bot.importer.kinds import Context
+from bot.importer.run import BATCH
+from tests.importer.conftest import Importer
+from tests.importer.helpers import counts, snapshot
+
+FIRST = date(1990, 1, 1)
+N = 2 * BATCH + 5_000  # three batches
+Key = tuple[str, date]
+
+
+def _usage_file(rows: dict[Key, tuple[int, int]]) -> str:
+    return "account_id,date,active_users,events\n" + "".join(
+        f"{a},{d.isoformat()},{users},{events}\n" for (a, d), (users, events) in rows.items()
+    )
+
+
+def _key(i: int) -> Key:
+    """Row i of the big file: the accounts alternate, so every batch holds both."""
+    return ("A1" if i % 2 == 0 else "A2", FIRST + timedelta(days=i // 2))
+
+
+def _daily(engine: Engine) -> dict[Key, tuple[int, int]]:
+    with engine.connect() as conn:
+        result = conn.execute(text(
+            "SELECT a.account_id, u.day, u.active_users, u.events FROM usage_daily u "
+            "JOIN accounts a ON a.id = u.account_pk"
+        ))
+        return {(a, d if isinstance(d, date) else date.fromisoformat(d)): (n, e) for a, d, n, e in result}
+
+
+def _versions(engine: Engine) -> dict[Key, str]:
+    """PostgreSQL: the transaction that last wrote each usage row (xmin)."""
+    with engine.connect() as conn:
+        result = conn.execute(text(
+            "SELECT a.account_id, u.day, u.xmin::text FROM usage_daily u "
+            "JOIN accounts a ON a.id = u.account_pk"
+        ))
+        return {(a, d): x for a, d, x in result}
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
+    """Every call to a writer, as (class.method, rows in the batch or -1 for finish)."""
+    calls: list[tuple[str, int]] = []
+    for cls in (writing.UpsertWriter, writing.CopyWriter):
+        write, finish = cls.write, cls.finish
+
+        def spy_write(self: Any, rows: list[Any], _write: Any = write, _name: str = cls.__name__) -> None:
+            calls.append((f"{_name}.write", len(rows)))
+            _write(self, rows)
+
+        def spy_finish(self: Any, _finish: Any = finish, _name: str = cls.__name__) -> None:
+            calls.append((f"{_name}.finish", -1))
+            _finish(self)
+
+        monkeypatch.setattr(cls, "write", spy_write)
+        monkeypatch.setattr(cls, "finish", spy_finish)
+    yield calls
+
+
+def test_a_file_of_several_batches_is_stored_exactly_and_a_second_one_updates_it_by_key(
+    book: Engine, importer: Importer, writes: list[tuple[str, int]]
+) -> None:
+    writes.clear()  # the seed accounts' import
+    pg = book.dialect.name == "postgresql"
+    writer = "CopyWriter" if pg else "UpsertWriter"
+    first = {_key(i): (i % 97, (i * 7) % 1000) for i in range(N)}
+    assert importer("usage", _usage_file(first)).rows == N
+    # the COPY path on PostgreSQL (one COPY per batch, one upsert at the end), executemany on SQLite
+    assert writes == [(f"{writer}.write", BATCH), (f"{writer}.write", BATCH),
+                      (f"{writer}.write", N - 2 * BATCH), (f"{writer}.finish", -1)]
+    assert _daily(book) == first
+    before = _versions(book) if pg else {}
+
+    # every other row again (a third of them corrected, the rest as they are), and 3,000 new days
+    second: dict[Key, tuple[int, int]] = {}
+    changed: set[Key] = set()
+    for i in range(0, N, 2):
+        users, events = first[_key(i)]
+        if i % 3 == 0:
+            users, events = users + 1, events + 5
+            changed.add(_key(i))
+        second[_key(i)] = (users, events)
+    added = {_key(i): (1, 2) for i in range(N, N + 3_000)}
+    second.update(added)
+    assert importer("usage", _usage_file(second)).rows == N // 2 + 3_000
+    assert _daily(book) == first | second
+    assert counts(book)["usage_daily"] == N + 3_000
+    if pg:  # rows equal to the stored ones were left alone, not rewritten
+        after = _versions(book)
+        assert {k for k, x in before.items() if after[k] != x} == changed
+        assert set(after) - set(before) == set(added)
+
+    everything = snapshot(book)
+    importer("usage", _usage_file(second))  # the same file again: nothing changes, nothing is rewritten
+    assert snapshot(book) == everything
+    if pg:
+        assert _versions(book) == after
+
+
+def test_user_level_rows_of_several_batches_are_stored_and_rolled_up_exactly(
+    book: Engine, importer: Importer
+) -> None:
+    days = 150
+    users = [f"user-{u}" for u in range(BATCH // days + 20)]  # more than one batch of rows in all
+    rows = [(FIRST + timedelta(days=d), u, d % 5) for d in range(days) for u in users]
+    content = "account_id,date,user_id,events\n" + "".join(f"A1,{d},{u},{e}\n" for d, u, e in rows)
+    assert importer("usage", content).rows == len(rows) > BATCH
+    assert counts(book)["usage_users"] == len(rows)
+    expected = {("A1", FIRST + timedelta(days=d)): (len(users), len(users) * (d % 5)) for d in range(days)}
+    assert _daily(book) == expected
+
+
+def test_a_row_the_database_refuses_fails_the_file_and_writes_nothing(
+    book: Engine, importer: Importer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error (here a foreign key no account has) is exit 1 with nothing written; on
+    PostgreSQL it comes from the final upsert, after every batch was COPYed."""
+    importer("usage", "account_id,date,active_users\nA2,2026-01-05,9\n")
+    before = snapshot(book)
+    real = Context.account_map
+    monkeypatch.setattr(Context, "account_map", lambda self: real(self) | {"A9": 987_654})
+    content = "account_id,date,active_users\n" + "".join(
+        f"{'A9' if i == N - 1 else 'A1'},{FIRST + timedelta(days=i)},1\n" for i in range(N)
+    )
+    with pytest.raises(OperationFailed, match="the database refused the import"):
+        importer("usage", content)
+    assert snapshot(book) == before
+
+
+def test_postgresql_driver_errors_in_a_copy_are_reported_and_nothing_is_written(
+    book: Engine, importer: Importer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if book.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's COPY path")
+    before = snapshot(book)
+    monkeypatch.setattr(cells, "MAX_COUNT", 2**40)  # let a count through that an INTEGER cannot hold
+    content = "account_id,date,active_users\n" + "".join(
+        f"A1,{FIRST + timedelta(days=i)},{2**31 if i == BATCH + 10 else 1}\n" for i in range(N)
+    )
+    with pytest.raises(OperationFailed, match="the database refused the import"):
+        importer("usage", content)
+    assert snapshot(book) == before
+    importer("usage", "account_id,date,active_users\nA1,2026-01-05,3\n")  # the connection is usable
+    assert counts(book)["usage_daily"] == 1
