@@ -31,6 +31,7 @@ test: lint
 bench: $(DEV)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.slack_bench
+	$(BIN)/python -m benchmarks.digest_bench
 
 clean:
 	rm -rf $(VENV) outbox demo-data keepwell.db keepwell.db-wal keepwell.db-shm

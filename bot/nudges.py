@@ -136,7 +136,10 @@ class Nudges:
         as_of, cfg = digest.as_of, self.alerts_cfg
         pks = {a.pk for a in accounts}
         by_pk = {a.pk: a for a in accounts}
-        reviews = [d for d in self.due_reminders(as_of, accounts) if d.kind == "review"]
+        with self.engine.connect() as conn:
+            last = self.last_reviews(conn, as_of)
+        reviews = reviews_due(accounts, last, as_of, self.reviews_cfg.cadence_for,
+                              self.reviews_cfg.remind_days_before)
         with self.engine.connect() as conn:
             answers = self.answers(conn, since - timedelta(days=1), as_of)
             overdue = self.overdue(conn, as_of)

@@ -115,7 +115,7 @@ class Scheduler:
         return ran
 
     def _run(self, job: Job, as_of: date, claim: Claim) -> str:
-        if self.service.book.snapshots(as_of) is None:
+        if not self.service.book.scored_on(as_of):
             self.service.score(as_of)  # the day's stored scores: digests and alerts compare against them
         if job.kind == "digest":
             return self._digest(job, as_of, claim)

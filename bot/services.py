@@ -6,7 +6,10 @@ Each takes `as_of` (the day a report is for) explicitly; nothing here reads the 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +29,19 @@ from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
 from bot.store import Book, Journal, Scored
 from bot.teamwork import Teamwork
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Garbage collection off while a large read builds objects that form no cycles (it would walk
+    them all, again and again, for nothing: a third of a 100,000-account digest)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def health_dict(item: Scored) -> dict[str, Any]:
@@ -160,11 +176,16 @@ class Keepwell:
 
     def accounts(self, as_of: date, segment: str | None = None, *, everyone: bool = False) -> list[Scored]:
         """Customers on `as_of` (or every account) matching a segment, lowest health first."""
+        return self._select(self.book_health(as_of), as_of, segment, everyone=everyone)
+
+    def _select(self, book: list[Scored], as_of: date, segment: str | None, *,
+                everyone: bool = False, ordered: bool = True) -> list[Scored]:
         seg = self._segment(segment)
-        rows = [s for s in self.book_health(as_of) if everyone or s.account.is_customer_on(as_of)]
+        rows = [s for s in book if everyone or s.account.is_customer_on(as_of)]
         if seg.predicates:
             rows = [s for s in rows if seg.matches(s.account, s.health, as_of)]
-        rows.sort(key=lambda s: (s.health.score, s.account.name.casefold()))
+        if ordered:
+            rows.sort(key=lambda s: (s.health.score, s.account.name.casefold()))
         return rows
 
     def risk(self, as_of: date, segment: str | None = None) -> list[Scored]:
@@ -182,21 +203,27 @@ class Keepwell:
         ]
 
     def digest(self, as_of: date, segment: str | None = None, since: date | None = None) -> Digest:
-        """The portfolio digest; with `since` (the last digest's day), retention and movers since then."""
-        rows = self.accounts(as_of, segment)
-        previous = None
-        if since is not None:
-            stored = self.book.snapshots(since)
-            if stored is not None:
-                pk_to_id = {s.account.pk: s.account.account_id for s in rows}
-                previous = {pk_to_id[pk]: h for pk, h in stored.items() if pk in pk_to_id}
-        start = since + timedelta(days=1) if since else as_of - timedelta(days=29)
-        report = self.retention(min(start, as_of), as_of)
-        digest = build_digest([(s.account, s.health) for s in rows], as_of, report, previous=previous,
-                              since=since, renewal_days=self.config.reviews.renewal_within_days)
-        from bot.nudges import Nudges  # the reminder and alert rules (they build on this module)
+        """The portfolio digest; with `since` (the last digest's day), retention and movers since then.
 
-        return Nudges(self).digest_extras(digest, [s.account for s in rows], min(start, as_of))
+        From stored scores it reads lean: no drivers but for the few at-risk accounts it lists, only
+        band and zones for the day before, and the accounts once for everything.
+        """
+        with paused_gc():  # a million short-lived objects and no cycles: collections only cost time
+            stored = self.book.stored_health(as_of, drivers=False, previous=False)
+            everyone = stored if stored is not None else self.book_health(as_of)
+            rows = self._select(everyone, as_of, segment, ordered=False)  # in the book's (id) order
+            previous = self.book.states(since) if since is not None else None
+            start = since + timedelta(days=1) if since else as_of - timedelta(days=29)
+            report = self.retention(min(start, as_of), as_of, [s.account for s in everyone])
+            digest = build_digest([(s.account, s.health) for s in rows], as_of, report, previous=previous,
+                                  since=since, renewal_days=self.config.reviews.renewal_within_days)
+            if stored is not None:  # the drivers of the accounts it names, for their reasons
+                found = self.book.drivers_of(as_of, [a.pk for a, _ in digest.at_risk])
+                digest = dataclasses.replace(digest, at_risk=tuple(
+                    (a, dataclasses.replace(h, drivers=found.get(a.pk, ()))) for a, h in digest.at_risk))
+            from bot.nudges import Nudges  # the reminder and alert rules (they build on this module)
+
+            return Nudges(self).digest_extras(digest, [s.account for s in rows], min(start, as_of))
 
     def retention_trend(self, as_of: date, months: int = 6) -> list[tuple[str, float | None, float | None]]:
         """GRR and NRR for each of the last `months` calendar months (the current one up to `as_of`)."""
@@ -210,11 +237,12 @@ class Keepwell:
             out.append((start.strftime("%b %Y"), r.grr_pct, r.nrr_pct))
         return out
 
-    def retention(self, start: date, end: date) -> Retention:
+    def retention(self, start: date, end: date, accounts: Sequence[Account] | None = None) -> Retention:
+        """CONTRACT §5 over the whole book (`accounts`, when the caller has read them already)."""
         if end < start:
             raise BadInput(f"--to {end} is before --from {start}")
         history = self.book.mrr_on_months(revenue_months(start, end))  # not every month of every account
-        return retention(self.book.accounts(), start, end, history)
+        return retention(self.book.accounts() if accounts is None else accounts, start, end, history)
 
     def cohorts(self, start: date, end: date) -> list[Cohort]:
         if end < start:

@@ -6,6 +6,7 @@ a Python loop over usage rows — so scoring 10,000 accounts is a handful of agg
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.config import HealthConfig
+from bot.core.digest import State
 from bot.core.health import Peers, lookback_days
 from bot.core.model import (
     Account,
@@ -64,8 +67,14 @@ def _account(row: Sequence[Any]) -> Account:
     pk, account_id, name, start, domain, tier, tags, owner, mrr, seats, renewal, churn, reason = (
         row[:_ACCOUNT_WIDTH]
     )
-    return Account(pk, account_id, name, start, domain, tier, tuple(filter(None, (tags or "").split(";"))),
-                   owner, mrr, seats, renewal, churn, reason)
+    return Account(pk, account_id, name, start, domain, tier, _tags(tags), owner, mrr, seats, renewal, churn,
+                   reason)
+
+
+@lru_cache(maxsize=4096)
+def _tags(text: str | None) -> tuple[str, ...]:
+    """The tags of an account (stored ';'-joined); a book has few distinct sets, shared as one tuple each."""
+    return tuple(t for t in (text or "").split(";") if t)
 
 
 # The stored score of a day, in the order _score reads it (after the account's columns, or after the pk).
@@ -86,13 +95,17 @@ def _drivers(text: str, known: dict[str, Driver]) -> tuple[Driver, ...]:
     if text == "[]":
         return ()
     if text.startswith('[{"factor": ') and text.endswith("}]"):
+        parts = text[12:-2].split(_DRIVER_SEP)
+        try:
+            return tuple(map(known.__getitem__, parts))  # the usual case: every driver seen already
+        except KeyError:
+            pass
         out: list[Driver] = []
-        for part in text[12:-2].split(_DRIVER_SEP):
+        for part in parts:
             driver = known.get(part)
             if driver is None:
                 try:
-                    fields = json.loads('{"factor": ' + part + "}")
-                    driver = Driver(**fields)
+                    driver = Driver(**json.loads('{"factor": ' + part + "}"))
                 except (ValueError, TypeError):
                     break
                 known[part] = driver
@@ -422,40 +435,84 @@ class Book:
         with self.engine.connect() as conn:
             if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
                 return None
+            # From the accounts (an outer join, no WHERE on it): SQLite then reads the day's rows in
+            # key order, not scattered by the (as_of, score) index: half the time on a large book.
             rows = conn.execute(
-                select(S.c.account_pk, A.c.account_id, A.c.name, *SCORE_COLUMNS)
-                .join(A, A.c.id == S.c.account_pk)
-                .where(S.c.as_of == as_of)
+                select(A.c.id, A.c.account_id, A.c.name, *SCORE_COLUMNS)
+                .select_from(A.outerjoin(S, and_(S.c.account_pk == A.c.id, S.c.as_of == as_of)))
             )
-            return {r[0]: _score(r, 3, r[1], r[2], known) for r in rows}
+            return {r[0]: _score(r, 3, r[1], r[2], known) for r in rows if r[3] is not None}
 
-    def stored_health(self, as_of: date) -> list[Scored] | None:
-        """Every account (by id) with its stored score of the day, previous score included, in one query.
+    def scored_on(self, as_of: date) -> bool:
+        """Whether `keepwell score` stored the day's scores."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is not None
 
-        None when `keepwell score` did not run that day or some account has no snapshot of it (then
-        the caller scores the book itself). The previous score is each account's latest stored score
-        from before the day, as `previous_scores` gives it (one index seek per account).
-        """
-        p = S.alias("p")
-        previous = (
-            select(p.c.score).where(p.c.account_pk == A.c.id, p.c.as_of < as_of)
-            .order_by(p.c.as_of.desc()).limit(1).scalar_subquery()
-        )
-        at = _ACCOUNT_WIDTH
-        known: dict[str, Driver] = {}
-        out: list[Scored] = []
+    def states(self, as_of: date) -> dict[int, State] | None:
+        """Each account's band and zones on a stored day (what movers are measured against): a narrow
+        read, no drivers. None when `keepwell score` did not run that day."""
         with self.engine.connect() as conn:
             if conn.execute(select(SR.c.as_of).where(SR.c.as_of == as_of)).first() is None:
                 return None
+            rows = conn.execute(select(A.c.id, S.c.band, S.c.danger_zone, S.c.forgotten_zone).select_from(
+                A.join(S, and_(S.c.account_pk == A.c.id, S.c.as_of == as_of))))
+            return {pk: State(band, bool(danger), bool(forgotten)) for pk, band, danger, forgotten in rows}
+
+    def drivers_of(self, as_of: date, pks: Sequence[int]) -> dict[int, tuple[Driver, ...]]:
+        """The stored drivers of a few accounts on a day (a lean read leaves them out)."""
+        if not pks:
+            return {}
+        known: dict[str, Driver] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(S.c.account_pk, S.c.drivers)
+                                .where(S.c.as_of == as_of, S.c.account_pk.in_(list(pks))))
+            return {pk: _drivers(text, known) for pk, text in rows}
+
+    def stored_health(
+        self, as_of: date, *, drivers: bool = True, previous: bool = True
+    ) -> list[Scored] | None:
+        """Every account (by id) with its stored score of the day and its previous score, in one query.
+
+        None when `keepwell score` did not run that day or some account has no snapshot of it (then
+        the caller scores the book itself). The previous score is each account's latest stored score
+        from before the day, as `previous_scores` gives it: the snapshot of the latest run before the
+        day (a run stores every account, so that is the latest), looked up apart only for accounts
+        without one (added since, say).
+        """
+        p = S.alias("p")
+        at = _ACCOUNT_WIDTH
+        columns = SCORE_COLUMNS if drivers else (*SCORE_COLUMNS[:-1], literal("[]"))  # lean: none
+        known: dict[str, Driver] = {}
+        out: list[Scored] = []
+        unknown: list[int] = []  # indexes in `out` of accounts with no snapshot in the last run
+        with self.engine.connect() as conn:
+            runs = conn.execute(
+                select(SR.c.as_of).where(SR.c.as_of <= as_of).order_by(SR.c.as_of.desc()).limit(2)
+            ).scalars().all()
+            if not runs or runs[0] != as_of:
+                return None
+            last = runs[1] if len(runs) > 1 and previous else None
+            joined = A.outerjoin(S, and_(S.c.account_pk == A.c.id, S.c.as_of == as_of))
+            if last is not None:
+                joined = joined.outerjoin(p, and_(p.c.account_pk == A.c.id, p.c.as_of == last))
+            before = p.c.score if last is not None else literal(None)
             rows = conn.execute(
-                select(*ACCOUNT_COLUMNS, *SCORE_COLUMNS, previous)
-                .select_from(A.outerjoin(S, and_(S.c.account_pk == A.c.id, S.c.as_of == as_of)))
-                .order_by(A.c.account_id)
+                select(*ACCOUNT_COLUMNS, *columns, before).select_from(joined).order_by(A.c.account_id)
             )
             for r in rows:
                 if r[at] is None:  # no snapshot of the day for this account (scores are NOT NULL)
                     return None
+                if r[at + 7] is None and previous:
+                    unknown.append(len(out))
                 out.append(Scored(_account(r), _score(r, at, r[1], r[2], known, r[at + 7])))
+        if unknown:
+            pks = [out[i].account.pk for i in unknown]
+            found = self.previous_scores(as_of, pks if len(pks) <= 500 else None)
+            for i in unknown:
+                item = out[i]
+                if item.account.pk in found:
+                    health = dataclasses.replace(item.health, previous_score=found[item.account.pk])
+                    out[i] = Scored(item.account, health)
         return out
 
     # retention ----------------------------------------------------------------------------------
@@ -550,7 +607,7 @@ class _Name:
     words: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scored:
     """An account with its health, as lists and reports show it."""
 
@@ -562,7 +619,8 @@ def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], keys: S
     """INSERT … ON CONFLICT DO NOTHING on either engine; True when the row is new."""
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = make(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    return bool(conn.execute(stmt).rowcount)
+    # psycopg reports -1 for an INSERT's rowcount unless SQLAlchemy is told to keep it
+    return bool(conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)
 
 
 class Journal:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.core.digest import build_digest
 from bot.services import Keepwell
 from bot.slack.blocks import digest_blocks
 from tests.cli import run
@@ -32,6 +33,21 @@ def test_digest_shows_new_and_lost_beside_the_rate_and_what_moved(book):
     assert payload["response_type"] == "in_channel" and len(payload["blocks"]) <= 50
     first = book.digest(AS_OF)
     assert first.since is None and first.newly_at_risk == ()
+
+
+def test_the_lean_read_from_stored_scores_says_what_the_full_read_says(book):
+    since = AS_OF - timedelta(days=7)
+    lean = book.digest(AS_OF, since=since)
+    full = {s.account.pk: s.health for s in book.book_health(AS_OF)}  # every driver of every account
+    assert lean.at_risk and all(h.drivers and h.drivers == full[a.pk].drivers for a, h in lean.at_risk)
+    before = book.book.snapshots(since) or {}
+    rows = sorted(book.accounts(AS_OF), key=lambda s: s.account.account_id)  # the book's order
+    expected = build_digest([(s.account, s.health) for s in rows], AS_OF, lean.retention,
+                            previous=before, since=since)
+    for field in ("newly_at_risk", "recovered", "entered_danger", "entered_forgotten", "bands", "scores"):
+        got, want = getattr(lean, field), getattr(expected, field)
+        assert [g[0].pk if isinstance(g, tuple) else g for g in got] == [
+            w[0].pk if isinstance(w, tuple) else w for w in want], field
 
 
 def test_movers_compare_the_two_days_scores(book):

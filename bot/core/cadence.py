@@ -42,10 +42,13 @@ def reviews_due(
 ) -> list[Due]:
     """Customers whose review falls due within `remind_days_before` days (or is overdue)."""
     out = []
+    cadences: dict[str | None, int | None] = {}  # per tier: a book has a handful
     for a in accounts:
         if not a.is_customer_on(as_of):
             continue
-        due = next_review(a, last_reviews.get(a.pk), cadence_for(a.tier))
+        if a.tier not in cadences:
+            cadences[a.tier] = cadence_for(a.tier)
+        due = next_review(a, last_reviews.get(a.pk), cadences[a.tier])
         if due is not None and (due - as_of).days <= remind_days_before:
             out.append(Due("review", "qbr", a, due, (due - as_of).days))
     return sorted(out, key=lambda d: (d.due, -(d.account.mrr or 0)))
@@ -57,8 +60,13 @@ def renewal_offset(days_left: int, offsets: Sequence[int]) -> int | None:
     With offsets 90, 60, 30, 7: 85 days left is the 90-day reminder; 59 is the 60-day one. A bot that
     was down at 90 days still reminds at 85, and never sends the 90-day one after the 60-day one.
     """
-    reached = [o for o in offsets if 0 <= days_left <= o]
-    return min(reached) if reached else None
+    if days_left < 0:
+        return None
+    nearest = None
+    for offset in offsets:  # most renewals are further off than every offset: one comparison each
+        if days_left <= offset and (nearest is None or offset < nearest):
+            nearest = offset
+    return nearest
 
 
 def renewals_due(accounts: Iterable[Account], as_of: date, offsets: Sequence[int]) -> list[Due]:

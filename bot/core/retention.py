@@ -31,6 +31,9 @@ def mrr_on(account: Account, day: date, history: Mapping[date, Decimal] | None) 
     """
     if history:
         month = month_start(day)
+        exact = history.get(month)
+        if exact is not None:  # the usual case: the history was read for exactly these months
+            return exact
         best = max((m for m in history if m <= month), default=None)
         return history[best if best is not None else min(history)]
     return account.mrr if account.mrr is not None else ZERO
@@ -111,20 +114,33 @@ def retention(
         raise ValueError(f"the window ends ({end}) before it starts ({start})")
     history = mrr_history or {}
     before = start - timedelta(days=1)
-    at_start = [a for a in accounts if a.is_customer_on(before)]
-    new = [a for a in accounts if start <= a.start_date <= end]
-    churned = [a for a in accounts if a.churn_date is not None and start <= a.churn_date <= end]
-    at_end = sum(1 for a in accounts if a.is_customer_on(end))
+    at_start: list[Account] = []
+    new: list[Account] = []
+    churned: list[Account] = []
+    at_end = 0
+    for a in accounts:  # one pass: a digest runs this over the whole book
+        if a.is_customer_on(before):
+            at_start.append(a)
+        if start <= a.start_date <= end:
+            new.append(a)
+        if a.churn_date is not None and start <= a.churn_date <= end:
+            churned.append(a)
+        at_end += a.is_customer_on(end)
     mrr_start = expansion = contraction = churned_mrr = ZERO
     churned_from_start = 0
+    month_before, month_end_ = month_start(before), month_start(end)
     for a in at_start:
-        first = mrr_on(a, before, history.get(a.pk))
+        months = history.get(a.pk)
+        first = months.get(month_before) if months else None  # the usual case, looked up directly
+        if first is None:
+            first = mrr_on(a, before, months)
         mrr_start += first
         if a.churn_date is not None and a.churn_date <= end:
             churned_from_start += 1
             churned_mrr += first
             continue
-        delta = mrr_on(a, end, history.get(a.pk)) - first
+        last = months.get(month_end_) if months else None
+        delta = (last if last is not None else mrr_on(a, end, months)) - first
         if delta > 0:
             expansion += delta
         else:

@@ -197,7 +197,12 @@ class HealthSnapshot(SQLModel, table=True):
     """One account's score on one day, as `keepwell score` computed it."""
 
     __tablename__ = "health_snapshots"
-    __table_args__ = (Index("ix_health_snapshots_as_of", "as_of", "score"), {"sqlite_with_rowid": False})
+    __table_args__ = (
+        Index("ix_health_snapshots_as_of", "as_of", "score"),
+        # a day's band and zones without touching the wide rows (the digest's movers): covering
+        Index("ix_health_snapshots_states", "as_of", "account_pk", "band", "danger_zone", "forgotten_zone"),
+        {"sqlite_with_rowid": False},
+    )
 
     account_pk: int = Field(sa_column=_account_fk(primary_key=True))
     as_of: date = Field(primary_key=True)

@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core.model import Account
-from bot.core.retention import Cohort, add_months, cohorts, month_end, month_start, mrr_on, retention
+from bot.core.retention import (
+    Cohort,
+    add_months,
+    cohorts,
+    month_end,
+    month_start,
+    mrr_on,
+    retention,
+    revenue_months,
+)
 
 FROM, TO = date(2024, 3, 1), date(2024, 3, 31)  # the day before FROM is 2024-02-29
 OLD = date(2023, 1, 1)
@@ -338,6 +347,18 @@ def test_consecutive_windows_chain(book, split):
     assert whole.new_customers == first.new_customers + second.new_customers
     assert whole.churned_customers == first.churned_customers + second.churned_customers
     assert whole.customers_end == second.customers_end
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_st())
+def test_the_history_sampled_on_the_revenue_months_gives_the_same_retention(book):
+    """What `Book.mrr_on_months` hands over (each account's revenue on the months retention reads, keyed
+    by those months) gives exactly the retention of the whole history."""
+    accounts, history, start, end = book
+    months = revenue_months(start, end)
+    by_pk = {a.pk: a for a in accounts}
+    sampled = {pk: {m: mrr_on(by_pk[pk], m, h) for m in months} for pk, h in history.items() if h}
+    assert retention(accounts, start, end, sampled) == retention(accounts, start, end, history)
 
 
 # --------------------------------------------------------------------------------------------------
