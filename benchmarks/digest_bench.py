@@ -54,13 +54,13 @@ from benchmarks.run import (
     Figure,
     GeneratedBook,
     Results,
+    finish,
     machine,
     make_book,
     peak_rss_mb,
     percentile,
     say,
     stopwatch,
-    table,
 )
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
@@ -332,22 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         "targets_apply": args.accounts >= ISSUE_ACCOUNTS,
         "all_targets_passed": all(f.passed is not False for f in results.figures),
     }
-    path = args.out / f"digest-{stamp}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-
-    print(f"\nKeepwell digest benchmark: {args.accounts:,} accounts, snapshots of {since} and {AS_OF}"
-          f"{' (reused book)' if reused else ''}; nproc {info['nproc']}, Python {info['python']}, "
-          f"SQLite {info['sqlite']}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-          f"(other work on the machine makes timings noisy); {doc['seconds']:.0f} s in all")
-    print(table(results.figures))
-    if not doc["targets_apply"]:
-        print(f"(the target is set for {ISSUE_ACCOUNTS:,} accounts: on a smaller book pass/fail is "
+    headline = (f"Keepwell digest benchmark: {args.accounts:,} accounts, snapshots of {since} and {AS_OF}"
+                f"{' (reused book)' if reused else ''}; nproc {info['nproc']}, Python {info['python']}, "
+                f"SQLite {info['sqlite']}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+                f"after (other work on the machine makes timings noisy); {doc['seconds']:.0f} s in all")
+    caveat = (f"(the target is set for {ISSUE_ACCOUNTS:,} accounts: on a smaller book pass/fail is "
               "indicative only)")
-    print(f"\nwritten: {path}")
-    missed = [f.label.strip() for f in results.figures if f.passed is False]
-    if missed:
-        print("missed: " + "; ".join(missed))
-    return 1 if (missed and args.check) else 0
+    return finish(results, doc, args.out / f"digest-{stamp}.json", headline, caveat, args.check)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -46,6 +45,7 @@ from tests.fakes.slack_requests import (
     post,
     signed_headers,
     slash_command,
+    wait_until_serving,
 )
 from tests.slack.test_http_e2e import DAILY_JOBS_OFF, free_port
 
@@ -338,16 +338,8 @@ def test_two_serve_instances_on_one_database_act_once(shared_url, tmp_path):
             stack.callback(proc.terminate)
             urls.append((f"http://127.0.0.1:{port}", proc, tmp_path / f"serve-{name}.log"))
 
-        def healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
-            assert proc.poll() is None, f"serve exited:\n{log.read_text(errors='replace')}"
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
-
         for base, proc, log in urls:
-            until(f"{base}/healthz", lambda: healthy(base, proc, log))  # noqa: B023 - called at once
+            wait_until_serving(base, proc, log, timeout=30)
         a, b = (f"{base}/slack/events" for base, _, _ in urls)
 
         # (a) a digest due now: both schedulers ticked when they started, one posted it

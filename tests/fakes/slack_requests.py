@@ -286,3 +286,20 @@ def post(
     except urllib.error.HTTPError as err:
         with err:
             return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def wait_until_serving(base: str, proc: Any, log: Any = None, timeout: float = 20.0) -> None:
+    """Poll ``base``/healthz until a started ``keepwell serve`` answers 200 (its scheduler may act
+    before it listens); fail with its log if it exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output = log.read_text(errors="replace") if log is not None else "(no log)"
+            raise AssertionError(f"serve did not start:\n{output}")
+        time.sleep(0.1)

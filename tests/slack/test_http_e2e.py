@@ -28,6 +28,7 @@ from tests.fakes.slack_requests import (
     signed_headers,
     slash_command,
     view_submission,
+    wait_until_serving,
 )
 from tests.slack.conftest import build_book
 
@@ -71,16 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             )
             base = f"http://127.0.0.1:{port}"
             try:
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                            if r.status == 200:
-                                break
-                    except OSError:
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            raise AssertionError(f"serve did not start:\n{log.read_text()}") from None
-                        time.sleep(0.1)
+                wait_until_serving(base, proc, log)
                 yield Server(f"{base}/slack/events", fake, log, book)
             finally:
                 proc.terminate()

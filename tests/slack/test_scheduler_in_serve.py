@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import wait_until_serving
 from tests.slack.conftest import build_book
 from tests.slack.test_http_e2e import DAILY_JOBS_OFF, free_port
 
@@ -32,15 +32,7 @@ def test_serve_posts_a_due_digest_once(tmp_path: Path) -> None:
         try:
             [post] = fake.wait_for("chat.postMessage", timeout=30)
             assert post.params["channel"] == "C0SERVE"
-            deadline = time.monotonic() + 20  # the scheduler may post before the server listens
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-                        assert answer.status == 200
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "serve never answered /healthz"
-                    time.sleep(0.1)
+            wait_until_serving(f"http://127.0.0.1:{port}", proc)
             time.sleep(1.0)
             assert len(fake.calls_to("chat.postMessage")) == 1
         finally:
@@ -78,14 +70,7 @@ def test_serve_with_no_scheduler_leaves_due_jobs_to_tick(tmp_path: Path) -> None
         cmd = [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--no-scheduler"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "serve never answered /healthz"
-                    time.sleep(0.1)
+            wait_until_serving(f"http://127.0.0.1:{port}", proc)
             time.sleep(2.0)  # the in-process scheduler would have ticked at once
             assert fake.calls_to("chat.postMessage") == []
             tick = subprocess.run([sys.executable, "-m", "bot.cli", "tick"], env=env, capture_output=True,
