@@ -172,7 +172,8 @@ def reviews(console: Console, items: Sequence[DueItem], within: int) -> None:
         table.add_column(col, justify="right" if col in ("in", "MRR") else "left")
     for d in items:
         table.add_row(
-            d.due.isoformat(), f"{d.days_left}d", d.kind, Text(d.account.name),
+            d.due.isoformat(), f"{d.days_left}d" if d.days_left >= 0 else f"{-d.days_left}d late", d.kind,
+            Text(d.account.name),
             band(d.health.band, d.health.score) if d.health else "—", money(d.account.mrr),
             Text(d.account.owner_email or "—"),
         )
