@@ -39,12 +39,10 @@ from bot.draftstore import AuthFailed, Created, DraftStore, Failed, Retry
 from bot.emails import Draft, environment
 from bot.errors import BadInput
 from bot.services import Keepwell
+from bot.store import TO, C, N
 
 P = m.table_of(m.DraftPlan)
 PI = m.table_of(m.PlanItem)
-C = m.table_of(m.Contact)
-TO = m.table_of(m.Touch)
-N = m.table_of(m.NpsResponse)
 CHURN_TEMPLATES = ("churn_interview", "winback")
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=10)  # an item `creating` this long with no word from its holder is abandoned

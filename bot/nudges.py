@@ -36,14 +36,9 @@ from bot.core.model import Account, HealthScore
 from bot.db import models as m
 from bot.errors import BadInput
 from bot.services import Keepwell
-from bot.store import _insert_ignore
+from bot.store import RV, TO, I, N, S, _insert_ignore
 
 NU = m.table_of(m.Nudge)
-RV = m.table_of(m.Review)
-TO = m.table_of(m.Touch)
-S = m.table_of(m.HealthSnapshot)
-I = m.table_of(m.Invoice)  # noqa: E741
-N = m.table_of(m.NpsResponse)
 LIVE = ("open", "acknowledged", "baseline")  # episodes not yet over
 ACTIONS = {"done": "done", "acknowledge": "acknowledged", "snooze": "open"}
 
@@ -180,7 +175,10 @@ class Nudges:
         cfg = self.alerts_cfg
         rules = AlertRules(cfg.danger_zone, cfg.forgotten_zone, cfg.health_drop_points, cfg.health_drop_days,
                            cfg.invoice_overdue_days, cfg.nps_detractor_max)
-        rows = [(s.account, s.health) for s in self.service.book_health(as_of)]
+        # the rules read scores and zones only: the lean read of the stored day, when there is one
+        stored = self.service.book.stored_health(as_of, drivers=False, previous=False)
+        book = stored if stored is not None else self.service.book_health(as_of)
+        rows = [(s.account, s.health) for s in book]
         with self.engine.connect() as conn:
             earlier = self.best_scores(conn, as_of - timedelta(days=cfg.health_drop_days), as_of)
             overdue = self.overdue(conn, as_of)

@@ -16,15 +16,11 @@ from sqlalchemy import select, update
 
 from bot.core.cadence import SurveyEvent, onboarding_events, renewal_events
 from bot.core.model import Account
-from bot.db import models as m
 from bot.drafts import Drafting, Plan
 from bot.nudges import NU, Nudges, _day
 from bot.services import Keepwell
-from bot.store import _insert_ignore
+from bot.store import RV, TO, T, _insert_ignore
 
-RV = m.table_of(m.Review)
-T = m.table_of(m.Ticket)
-TO = m.table_of(m.Touch)
 WHY = {"onboarding": "onboarding is over", "qbr": "after the account review",
        "ticket": "after a closed ticket", "renewal": "after the renewal"}
 
