@@ -27,6 +27,7 @@ from bot.db import models as m
 from bot.draftstore import DraftStore, NoStore
 from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
+from bot.scoring import score_and_store
 from bot.store import Book, Journal, Scored
 from bot.teamwork import Teamwork
 
@@ -119,14 +120,10 @@ class Keepwell:
     def score(self, as_of: date) -> ScoreSummary:
         """Score every account and store the day's snapshots (re-running replaces them)."""
         started = time.perf_counter()
-        scored, peers, peer_pks = self._score_all(as_of)
-        self.book.save_scores(as_of, ((a.pk, s) for a, s in scored), peers, len(scored), peer_pks)
+        run = score_and_store(self.book, self.config.health, as_of)
         self._peers.pop(as_of, None)
-        customers = [s for a, s in scored if a.is_customer_on(as_of)]
-        bands = {b: sum(1 for s in customers if s.band == b) for b in ("healthy", "watch", "at_risk")}
         return ScoreSummary(
-            as_of, len(customers), bands, sum(s.danger_zone for s in customers),
-            sum(s.forgotten_zone for s in customers), time.perf_counter() - started,
+            as_of, run.customers, run.bands, run.danger, run.forgotten, time.perf_counter() - started,
         )
 
     def book_health(self, as_of: date) -> list[Scored]:

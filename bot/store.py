@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, ins
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+import bot.db.sqlite_adapters  # noqa: F401  (raw executemany on SQLite stores what SQLAlchemy would)
 from bot.config import HealthConfig
 from bot.core.digest import State
 from bot.core.health import Peers, lookback_days
@@ -123,9 +124,29 @@ def _score(row: Sequence[Any], at: int, account_id: str, name: str, known: dict[
                        _drivers(drivers, known), previous)
 
 
-def _where_pk(column: Any, pks: Sequence[int] | None) -> Any:
+@dataclass(frozen=True)
+class PkRange:
+    """Accounts by primary key, both ends included: one chunk of a whole-book run."""
+
+    lo: int
+    hi: int
+
+
+Pks = Sequence[int] | PkRange | None
+
+
+@dataclass(frozen=True)
+class UsageRead:
+    """The usage windows of a day, already read: `windows` is None when the book has no usage rows."""
+
+    windows: dict[int, UsageWindow] | None
+
+
+def _where_pk(column: Any, pks: Pks) -> Any:
     if pks is None:
         return True
+    if isinstance(pks, PkRange):
+        return column.between(pks.lo, pks.hi)
     if len(pks) == 1:
         return column == pks[0]
     return column.in_(pks)
@@ -133,6 +154,53 @@ def _where_pk(column: Any, pks: Sequence[int] | None) -> Any:
 
 def _has_rows(conn: Connection, table: Any) -> bool:
     return bool(conn.execute(select(exists().select_from(table))).scalar())
+
+
+_drivers_json = json.JSONEncoder(default=str).encode  # what json.dumps(..., default=str) writes, made once
+_SNAPSHOT_COLUMNS = ("account_pk", "as_of", "score", "band", "danger_zone", "forgotten_zone", "stickiness",
+                     "engagement", "peer", "drivers", "computed_at")
+
+
+class SnapshotWriter:
+    """Scored accounts into `health_snapshots`, inside `Book.snapshot_writer`'s transaction.
+
+    Straight through the driver: `executemany` on SQLite, `COPY` on PostgreSQL (the day's rows were
+    just deleted, so nothing can conflict). The values are converted as SQLAlchemy would store them:
+    `computed_at` naive UTC, the drivers as the JSON list `_drivers` reads back."""
+
+    def __init__(self, conn: Connection, as_of: date, now: datetime) -> None:
+        self.conn = conn
+        self.as_of = as_of
+        self.computed_at = now.astimezone(UTC).replace(tzinfo=None)
+        self.accounts = 0
+        self.threshold: float | None = None  # the day's danger-zone line, recorded with the run
+        self.copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+        columns = ", ".join(_SNAPSHOT_COLUMNS)
+        if self.copy:
+            self.sql = f"COPY {S.name} ({columns}) FROM STDIN"
+        else:
+            marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in _SNAPSHOT_COLUMNS)
+            self.sql = f"INSERT INTO {S.name} ({columns}) VALUES ({marks})"
+
+    def write(self, scored: Iterable[tuple[int, HealthScore, bool]]) -> int:
+        """Add (account pk, score, counted among the peers) rows; returns how many."""
+        as_of, at = self.as_of, self.computed_at
+        rows = [
+            (pk, as_of, s.score, s.band, s.danger_zone, s.forgotten_zone, s.stickiness, s.engagement, peer,
+             _drivers_json([d.to_dict() for d in s.drivers]), at)
+            for pk, s, peer in scored
+        ]
+        if not rows:
+            return 0
+        if self.copy:
+            raw = self.conn.connection.driver_connection
+            with raw.cursor() as cursor, cursor.copy(self.sql) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            self.conn.exec_driver_sql(self.sql, rows)
+        self.accounts += len(rows)
+        return len(rows)
 
 
 class Book:
@@ -244,17 +312,22 @@ class Book:
     # health inputs ------------------------------------------------------------------------------
 
     def health_inputs(
-        self, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None = None,
-        conn: Connection | None = None,
+        self, as_of: date, cfg: HealthConfig, pks: Pks = None,
+        conn: Connection | None = None, *, usage_read: UsageRead | None = None,
     ) -> list[HealthInputs]:
-        """Everything the scorecard reads, for every account (or the given ones), as of a day."""
+        """Everything the scorecard reads, for every account (or the given ones), as of a day.
+
+        `usage_read`: the day's usage windows when the caller has them already (a whole-book run
+        reads them once, for the peers, before it reads the rest chunk by chunk)."""
         with self.use(conn) as conn:
             accounts = [_account(r) for r in conn.execute(
                 select(*ACCOUNT_COLUMNS).where(_where_pk(A.c.id, pks)).order_by(A.c.account_id)
             )]
             if not accounts:
                 return []
-            usage = self._usage(conn, as_of, cfg, pks) if self._has(conn, U) else None
+            if usage_read is None:
+                usage_read = self.usage_read(as_of, cfg, pks, conn)
+            usage = usage_read.windows
             nps = self._nps(conn, as_of, cfg, pks)
             tickets = self._open_tickets(conn, as_of, pks) if self._has(conn, T) else None
             invoices = self._overdue(conn, as_of, pks) if self._has(conn, I) else None
@@ -276,24 +349,49 @@ class Book:
             for a in accounts
         ]
 
+    def usage_read(
+        self, as_of: date, cfg: HealthConfig, pks: Pks = None, conn: Connection | None = None
+    ) -> UsageRead:
+        """The usage windows of every account (or the given ones) as of a day, in one aggregate."""
+        with self.use(conn) as conn:
+            return UsageRead(self._usage(conn, as_of, cfg, pks) if self._has(conn, U) else None)
+
+    def peer_facts(self, pks: Pks = None) -> list[tuple[int, date, date | None, int | None]]:
+        """(pk, start_date, churn_date, seats) of every account: what the day's peers are chosen by."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(A.c.id, A.c.start_date, A.c.churn_date, A.c.seats).where(_where_pk(A.c.id, pks))
+            )]
+
+    def pk_ranges(self, size: int) -> list[PkRange]:
+        """The accounts cut into ranges of `size` primary keys (the last one shorter)."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(A.c.id).order_by(A.c.id)).scalars().all()
+        return [PkRange(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+
     def _usage(
-        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None
+        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks
     ) -> dict[int, UsageWindow]:
         w = as_of - timedelta(days=cfg.window_days)
         p = as_of - timedelta(days=2 * cfg.window_days)
         lb = as_of - timedelta(days=lookback_days(cfg))
         recent = U.c.day > w
+        # Driven from the accounts, each account's window is a range seek on usage_daily's primary key
+        # (account_pk, day): it reads the window's rows, where filtering on the day alone scans the
+        # whole year (SQLite: 0.39 s against 0.64 s at 10k accounts x 365 days).
+        window = A.join(U, and_(U.c.account_pk == A.c.id, U.c.day > lb, U.c.day <= as_of))
         rows = conn.execute(
             select(
-                U.c.account_pk,
+                A.c.id,
                 func.sum(case((recent, U.c.active_users), else_=0)),
                 func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
                 func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
                 func.max(case((recent, U.c.active_users), else_=0)),
                 func.max(case((U.c.active_users > 0, U.c.day), else_=None)),
             )
-            .where(U.c.day > lb, U.c.day <= as_of, _where_pk(U.c.account_pk, pks))
-            .group_by(U.c.account_pk)
+            .select_from(window)
+            .where(_where_pk(A.c.id, pks))
+            .group_by(A.c.id)
         )
         mau: dict[int, int] = dict(conn.execute(
             select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
@@ -309,7 +407,7 @@ class Book:
         return out
 
     def _nps(
-        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Sequence[int] | None
+        self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks
     ) -> dict[int, list[NpsResponse]]:
         since = as_of - timedelta(days=cfg.nps_days)
         out: dict[int, list[NpsResponse]] = defaultdict(list)
@@ -321,7 +419,7 @@ class Book:
         return out
 
     def _open_tickets(
-        self, conn: Connection, as_of: date, pks: Sequence[int] | None
+        self, conn: Connection, as_of: date, pks: Pks
     ) -> dict[int, list[OpenTicket]]:
         end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
         out: dict[int, list[OpenTicket]] = defaultdict(list)
@@ -335,7 +433,7 @@ class Book:
         return out
 
     def _overdue(
-        self, conn: Connection, as_of: date, pks: Sequence[int] | None
+        self, conn: Connection, as_of: date, pks: Pks
     ) -> dict[int, list[OverdueInvoice]]:
         out: dict[int, list[OverdueInvoice]] = defaultdict(list)
         for pk, amount, due in conn.execute(
@@ -347,7 +445,7 @@ class Book:
             out[pk].append(OverdueInvoice(Decimal(amount), due))
         return out
 
-    def _last_touch(self, conn: Connection, as_of: date, pks: Sequence[int] | None) -> dict[int, date]:
+    def _last_touch(self, conn: Connection, as_of: date, pks: Pks) -> dict[int, date]:
         rows = conn.execute(
             select(TO.c.account_pk, func.max(TO.c.day))
             .where(TO.c.day <= as_of, _where_pk(TO.c.account_pk, pks))
@@ -355,7 +453,7 @@ class Book:
         )
         return {pk: (date.fromisoformat(d) if isinstance(d, str) else d) for pk, d in rows}
 
-    def _champions(self, conn: Connection, pks: Sequence[int] | None) -> set[int]:
+    def _champions(self, conn: Connection, pks: Pks) -> set[int]:
         rows = conn.execute(
             select(C.c.account_pk).distinct()
             .where(C.c.role == "champion", C.c.account_pk.is_not(None), _where_pk(C.c.account_pk, pks))
@@ -389,35 +487,34 @@ class Book:
             )
             return {pk: score for pk, score in rows}
 
+    @contextmanager
+    def snapshot_writer(self, as_of: date) -> Iterator[SnapshotWriter]:
+        """Replace the day's snapshots and record the run, in one transaction, chunk by chunk.
+
+        The day's old snapshots and run are deleted first; `write` adds scored chunks as they come; on
+        leaving, the run is recorded and everything commits together (an error rolls it all back)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(delete(S).where(S.c.as_of == as_of))
+            conn.execute(delete(SR).where(SR.c.as_of == as_of))
+            writer = SnapshotWriter(conn, as_of, now)
+            yield writer
+            conn.execute(insert(SR).values(
+                as_of=as_of, accounts=writer.accounts, danger_threshold=writer.threshold, computed_at=now,
+            ))
+
     def save_scores(
         self,
         as_of: date,
         scores: Iterable[tuple[int, HealthScore]],
         peers: Peers,
-        accounts: int,
         peer_pks: set[int],
     ) -> int:
-        """Replace the day's snapshots and record the run, in one transaction."""
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "account_pk": pk, "as_of": as_of, "score": s.score, "band": s.band,
-                "danger_zone": s.danger_zone, "forgotten_zone": s.forgotten_zone,
-                "stickiness": s.stickiness, "engagement": s.engagement, "peer": pk in peer_pks,
-                "drivers": json.dumps([d.to_dict() for d in s.drivers], default=str),
-                "computed_at": now,
-            }
-            for pk, s in scores
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(delete(S).where(S.c.as_of == as_of))
-            conn.execute(delete(SR).where(SR.c.as_of == as_of))
-            for start in range(0, len(rows), 5000):
-                conn.execute(insert(S), rows[start:start + 5000])
-            conn.execute(insert(SR).values(
-                as_of=as_of, accounts=accounts, danger_threshold=peers.threshold, computed_at=now,
-            ))
-        return len(rows)
+        """Replace the day's snapshots with these and record the run, in one transaction."""
+        with self.snapshot_writer(as_of) as writer:
+            writer.threshold = peers.threshold
+            writer.write((pk, s, pk in peer_pks) for pk, s in scores)
+        return writer.accounts
 
     def run_peers(self, as_of: date, quantile: float) -> Peers | None:
         """The peers of a stored scoring run of that day, if there was one."""

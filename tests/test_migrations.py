@@ -43,3 +43,51 @@ def test_unreachable_database_is_one_clear_line():
     engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(OperationFailed, match="cannot reach the database"):
         migrate(engine)
+
+
+# pytest-alembic's standard checks, on both engines: one head, and every revision steps up and back.
+
+
+def test_single_head_revision():
+    from alembic.script import ScriptDirectory
+
+    from bot.db.engine import alembic_config as config_for
+
+    script = ScriptDirectory.from_config(config_for(make_engine("sqlite://")))
+    assert len(script.get_heads()) == 1, f"several heads: {script.get_heads()}"
+
+
+def _schema(engine) -> dict[str, tuple]:
+    """Tables with their columns, indexes and foreign keys: what a downgrade must put back."""
+    insp = inspect(engine)
+    out = {}
+    for name in sorted(insp.get_table_names()):
+        if name == "alembic_version":
+            continue
+        out[name] = (
+            tuple(sorted(c["name"] for c in insp.get_columns(name))),
+            tuple(sorted((i["name"] or "", tuple(i["column_names"])) for i in insp.get_indexes(name))),
+            tuple(sorted((tuple(f["constrained_columns"]), f["referred_table"])
+                         for f in insp.get_foreign_keys(name))),
+        )
+    return out
+
+
+def test_every_revision_steps_up_and_back(db_url):
+    """The stairway: up one revision, down one, up again; each downgrade restores the schema below."""
+    from alembic.script import ScriptDirectory
+
+    engine = make_engine(db_url)
+    cfg = alembic_config(engine)
+    revisions = [r.revision for r in reversed(list(ScriptDirectory.from_config(cfg).walk_revisions()))]
+    try:
+        for rev in revisions:
+            before = _schema(engine)
+            command.upgrade(cfg, rev)
+            after = _schema(engine)
+            command.downgrade(cfg, "-1")
+            assert _schema(engine) == before, f"downgrade of {rev} did not restore the schema"
+            command.upgrade(cfg, rev)
+            assert _schema(engine) == after, f"{rev} upgraded twice gives a different schema"
+    finally:
+        engine.dispose()

@@ -215,3 +215,42 @@ def test_mrr_on_months_is_the_history_as_mrr_on_reads_it(book, csv_file):
                            date(2026, 6, 1): Decimal("1200.00")}
     for start, end in ((date(2025, 2, 1), date(2026, 6, 30)), (AS_OF - timedelta(days=6), AS_OF)):
         assert book.retention(start, end) == retention(book.book.accounts(), start, end, history)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5_000])
+def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk):
+    from bot.core.health import is_peer, score_book
+    from bot.scoring import score_and_store
+
+    cfg = HealthConfig()
+    inputs = book.book.health_inputs(AS_OF, cfg)
+    expected, peers = score_book(inputs, cfg, AS_OF)
+    totals = score_and_store(book.book, cfg, AS_OF, chunk=chunk)
+    stored = book.book.snapshots(AS_OF)
+    assert stored is not None
+    assert {i.account.pk: s for i, s in zip(inputs, expected, strict=True)} == stored
+    assert totals.accounts == 4 and totals.threshold == peers.threshold
+    with book.book.engine.connect() as conn:
+        flagged = set(conn.execute(select(S.c.account_pk).where(S.c.as_of == AS_OF, S.c.peer)).scalars())
+    assert flagged == {i.account.pk for i in inputs if is_peer(i, AS_OF)}
+
+
+def test_a_run_that_fails_leaves_the_day_as_it_was(book, monkeypatch):
+    from bot.core import health
+    from bot.scoring import score_and_store
+
+    book.score(AS_OF)
+    before = book.book.snapshots(AS_OF)
+    calls = {"n": 0}
+    real = health.score_account
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("bot.scoring.score_account", failing)
+    with pytest.raises(RuntimeError):
+        score_and_store(book.book, HealthConfig(), AS_OF, chunk=1)
+    assert book.book.snapshots(AS_OF) == before

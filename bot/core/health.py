@@ -11,13 +11,15 @@ the watch band, and that cap is itself a driver with the points it took away.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from math import floor
+from operator import attrgetter
+from typing import NamedTuple
 
 from bot.config import HealthConfig
-from bot.core.model import Driver, HealthInputs, HealthScore
+from bot.core.model import Driver, HealthInputs, HealthScore, UsageWindow
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,14 @@ def band_of(score: int, cfg: HealthConfig) -> str:
 
 def engagement(inputs: HealthInputs) -> float | None:
     """Engagement frequency: the days each licensed (or active) user was active in the window."""
-    usage = inputs.usage
+    return engagement_of(inputs.account.seats, inputs.usage)
+
+
+def engagement_of(seats: int | None, usage: UsageWindow | None) -> float | None:
+    """`engagement` from an account's seats and usage alone (what the peers of a day are made of)."""
     if usage is None:
         return None
-    base = inputs.account.seats or usage.mau or usage.peak_dau
+    base = seats or usage.mau or usage.peak_dau
     if not base:
         return 0.0
     return round(usage.user_days / base, 2)
@@ -97,9 +103,8 @@ def _linear(value: float, zero_at: float, full_at: float) -> float:
     return max(0.0, min(100.0, 100.0 * (value - zero_at) / (full_at - zero_at)))
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One factor's verdict before weighting."""
+class Reading(NamedTuple):
+    """One factor's verdict before weighting (a tuple: a book's run makes about nine per account)."""
 
     factor: str
     subscore: float
@@ -165,9 +170,14 @@ def _seats(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> R
     return Reading("seat_utilisation", _linear(value, 0, cfg.seat_target), value, text)
 
 
+_day = attrgetter("day")
+
+
 def _nps(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     since = as_of - timedelta(days=cfg.nps_days)
-    answers = sorted((r for r in inp.nps if since < r.day <= as_of), key=lambda r: r.day)
+    if not inp.nps:
+        return None
+    answers = sorted((r for r in inp.nps if since < r.day <= as_of), key=_day)
     if not answers:
         return None
     latest = answers[-1]
@@ -266,9 +276,11 @@ def score_account(
     as_of: date,
     peers: Peers,
     previous_score: int | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> HealthScore:
-    """Score one account against its peers as of a day."""
-    weights = cfg.weights.model_dump()
+    """Score one account against its peers as of a day (`weights`: `cfg.weights` dumped, once per book)."""
+    if weights is None:
+        weights = cfg.weights.model_dump()
     readings = [r for f in FACTORS if (r := f(inputs, cfg, as_of, peers)) is not None]
     readings = [r for r in readings if weights[r.factor] > 0]
     total = sum(weights[r.factor] for r in readings)
@@ -325,7 +337,12 @@ def is_peer(inputs: HealthInputs, as_of: date) -> bool:
     Accounts with no use at all are the forgotten zone already; counting them would drag the
     danger-zone line down to zero and hide the accounts that are sliding toward it.
     """
-    return inputs.account.is_customer_on(as_of) and inputs.usage is not None and inputs.usage.user_days > 0
+    return inputs.account.is_customer_on(as_of) and is_active(inputs.usage)
+
+
+def is_active(usage: UsageWindow | None) -> bool:
+    """Some product use in the window (with being a customer on the day: a peer)."""
+    return usage is not None and usage.user_days > 0
 
 
 def score_book(
@@ -337,5 +354,8 @@ def score_book(
     """Score every account against the active accounts of the day."""
     peers = Peers.of([engagement(i) for i in inputs if is_peer(i, as_of)], cfg.danger_quantile)
     previous = previous or {}
-    scores = [score_account(i, cfg, as_of, peers, previous.get(i.account.account_id)) for i in inputs]
+    weights = cfg.weights.model_dump()
+    scores = [
+        score_account(i, cfg, as_of, peers, previous.get(i.account.account_id), weights) for i in inputs
+    ]
     return scores, peers
