@@ -29,9 +29,7 @@ test: lint
 	$(BIN)/pytest -n auto -p no:cacheprovider
 
 bench: $(DEV)
-	$(BIN)/python -m benchmarks.run
-	$(BIN)/python -m benchmarks.slack_bench
-	$(BIN)/python -m benchmarks.digest_bench
+	$(BIN)/python -m benchmarks.all
 
 clean:
 	rm -rf $(VENV) outbox demo-data keepwell.db keepwell.db-wal keepwell.db-shm
