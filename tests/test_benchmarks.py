@@ -1,0 +1,54 @@
+"""The benchmark suite keeps working: a tiny book through benchmarks.run, and how benchmarks.all
+gathers a scenario's figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import all as bench_all
+from benchmarks import run as bench_run
+
+
+def test_a_tiny_book_is_measured_and_written(tmp_path):
+    code = bench_run.main(["--accounts", "120", "--days", "65", "--no-cli", "--no-pg", "--score-runs", "1",
+                           "--health-calls", "10", "--name-calls", "1", "--out", str(tmp_path)])
+    assert code == 0
+    [path] = tmp_path.glob("bench-*.json")
+    doc = json.loads(path.read_text())
+    figures = {f["key"]: f for f in doc["figures"]}
+    score, scan = figures["score.seconds"], figures["floor_scan.seconds"]
+    assert score["target"] == bench_run.SCORE_SECONDS and score["target_op"] == "<="
+    assert figures["score.floor_ratio"]["value"] == pytest.approx(score["value"] / scan["value"], rel=1e-3)
+    assert figures["score.floor_ratio"]["target"] == bench_run.FLOOR_RATIO
+    assert figures["score.seek_ratio"]["value"] > 0
+    assert figures["health.by_id.p99_ms"]["detail"]["calls"] == 10
+    assert figures["import.usage.rows_per_s"]["detail"]["rows"] == doc["book"]["rows"]["usage.csv"]
+    assert doc["targets_apply"] is False  # a tiny book: the targets are indicative only
+
+
+def test_a_large_book_has_its_own_targets():
+    args = bench_run.parse_args(["--accounts", "100000", "--no-pg"])
+    assert bench_run.large(args) and args.pg is None
+    assert not bench_run.large(bench_run.parse_args(["--accounts", "10000"]))
+
+
+def test_scenario_figures_keep_their_targets_and_the_child_peak_replaces_its_own():
+    doc = {"figures": [
+        {"key": "score.seconds", "label": "score", "value": 61.0, "unit": "s", "target": 60.0,
+         "target_op": "<=", "detail": {}},
+        {"key": "peak_rss_mb", "label": "peak", "value": 900.0, "unit": "MB", "target": 2048.0,
+         "target_op": "<=", "detail": {}},
+    ]}
+    figures = bench_all._figures_of(doc, "book-100k")
+    assert figures[0].passed is False  # 61 s against <= 60 s
+    memory = bench_all.peak_figure("book-100k", 2100.0, figures, 12.0)
+    assert [f.key for f in figures] == ["book-100k.score.seconds"]
+    assert memory.target == 2048.0 and memory.passed is False
+
+
+def test_a_scenario_that_fails_is_an_error_not_a_missing_line(tmp_path):
+    broken = bench_all.Scenario("broken", "benchmarks.no_such_module", [], [], "bench", bench_all._figures_of)
+    figures, _ = bench_all.run_one(broken, tmp_path / "broken", quick=True, pg=None)
+    assert [f.passed for f in figures] == [False] and figures[0].error
