@@ -6,8 +6,10 @@ Builds (or reuses, with --keep DIR) a generated book, then:
 1. in-process: `App.dispatch` of signed `/keepwell health ACCOUNT` requests — the time until Slack
    would have its acknowledgement (p50/p99);
 2. over HTTP: `keepwell serve` in a subprocess, N concurrent clients posting signed slash commands
-   for random accounts for a fixed time; per request, the HTTP answer (the ack) and the moment the
-   health card reaches the response_url (the whole answer), with throughput.
+   for random accounts for a fixed time; open loop (each client's next command as soon as the last is
+   acknowledged: the ack's latency and rate, the cards queueing behind), then closed loop (each client
+   waits for its health card on the response_url before the next: the p99 a person waits for the card
+   while N people use the command at once).
 The Slack Web API and response_url are the test suite's fake on 127.0.0.1.
 """
 
@@ -95,7 +97,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_load(folder: Path, ids: list[str], seconds: float, clients: int) -> dict[str, float]:
+def http_load(folder: Path, ids: list[str], seconds: float, clients: int) -> dict[str, Any]:
+    """`keepwell serve` in a subprocess, measured open loop (acks) then closed loop (answers)."""
     port = free_port()
     with FakeSlack() as fake:
         env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
@@ -113,42 +116,79 @@ def http_load(folder: Path, ids: list[str], seconds: float, clients: int) -> dic
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            sent: dict[str, float] = {}
-            acks: list[float] = []
-            lock = threading.Lock()
-            stop = time.monotonic() + seconds
-            counter = iter(range(10**9))
-
-            def client() -> None:
-                while time.monotonic() < stop:
-                    name = f"h{next(counter)}"
-                    body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
-                    started = time.monotonic()
-                    status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
-                    took = time.monotonic() - started
-                    assert status == 200
-                    with lock:
-                        sent[name] = started
-                        acks.append(took * 1000)
-
-            threads = [threading.Thread(target=client) for _ in range(clients)]
-            began = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            load_time = time.monotonic() - began
-            fake.wait_for("response", count=len(sent), timeout=300)
-            drained = time.monotonic() - began
-            whole = [(r.at - sent[r.name]) * 1000 for r in fake.responses if r.name in sent]
+            results = open_loop(fake, url, ids, seconds, clients)
+            results["closed_loop"] = closed_loop(fake, url, ids, seconds, clients)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+    return results
+
+
+def _clients(clients: int, seconds: float, work: Any) -> float:
+    """Run `work(stop)` in N threads until `stop` (monotonic); the wall time they took."""
+    stop = time.monotonic() + seconds
+    threads = [threading.Thread(target=work, args=(stop,)) for _ in range(clients)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - began
+
+
+def open_loop(fake: FakeSlack, url: str, ids: list[str], seconds: float, clients: int) -> dict[str, Any]:
+    """Each client sends its next command as soon as the last one is acknowledged: the acks' rate and
+    latency under load; the cards queue behind them (their latency here is mostly that queue)."""
+    sent: dict[str, float] = {}
+    acks: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+
+    def client(stop: float) -> None:
+        while time.monotonic() < stop:
+            name = f"h{next(counter)}"
+            body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
+            started = time.monotonic()
+            status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
+            took = time.monotonic() - started
+            assert status == 200
+            with lock:
+                sent[name] = started
+                acks.append(took * 1000)
+
+    began = time.monotonic()
+    load_time = _clients(clients, seconds, client)
+    fake.wait_for("response", count=len(sent), timeout=300)
+    drained = time.monotonic() - began
+    whole = [(r.at - sent[r.name]) * 1000 for r in fake.responses if r.name in sent]
     return {
         "requests": len(sent), "acks_per_s": len(sent) / load_time, "answers_per_s": len(sent) / drained,
         "ack_p50_ms": statistics.median(acks), "ack_p99_ms": pct(acks, 0.99),
         "answer_p50_ms": statistics.median(whole), "answer_p99_ms": pct(whole, 0.99),
     }
+
+
+def closed_loop(fake: FakeSlack, url: str, ids: list[str], seconds: float, clients: int) -> dict[str, Any]:
+    """Each client waits for its health card to reach the response_url before the next command: what
+    N people using `/keepwell health` at the same time each wait, from the POST to the card."""
+    answers: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+
+    def client(stop: float) -> None:
+        while time.monotonic() < stop:
+            name = f"c{next(counter)}"
+            body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
+            started = time.monotonic()
+            status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
+            assert status == 200
+            card = fake.wait_for_response(name, timeout=60)
+            with lock:
+                answers.append((card.at - started) * 1000)
+
+    took = _clients(clients, seconds, client)
+    return {"requests": len(answers), "answers_per_s": len(answers) / took,
+            "answer_p50_ms": statistics.median(answers), "answer_p99_ms": pct(answers, 0.99)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                ("http", "acks_per_s"): (">=", 300)}
     print(f"Slack benchmark: {len(ids):,} accounts, {args.clients} clients for {args.seconds:g}s, "
           f"load {results['load_before']:.2f} → {results['load_after']:.2f}")
-    for section in ("in_process", "http"):
+    results["closed_loop"] = results["http"].pop("closed_loop")
+    for section in ("in_process", "http", "closed_loop"):
         for key, value in results[section].items():
             target = targets.get((section, key))
             verdict = ""

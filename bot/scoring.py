@@ -11,23 +11,39 @@
    SQLite, `COPY` on PostgreSQL), inside one transaction that replaced the day's old snapshots and
    records the run at the end: a failed run leaves the previous snapshots as they were.
 
-Memory is the usage windows of the book (a few small numbers per account) plus two chunks, whatever
-the size of the book; the result is the same as scoring the whole book at once (`score_book`).
+Memory is the usage windows of the book (a few small numbers per account) plus a few chunks,
+whatever the size of the book; the result is the same as scoring the whole book at once
+(`score_book`).
+
+From `PARALLEL_FROM` accounts on, step 2 runs in worker processes (one per core, at most
+`MAX_WORKERS`): scoring is Python and holds the GIL, so a second core only helps from another
+process. Each worker has its own engine; it is sent a range with that range's usage windows, reads
+the rest of the range's evidence, scores it and sends back the rows ready to store, and this process
+writes them. Workers start from a fork server (never a fork of this process, which may hold threads
+and open connections); starting one costs about a second, hence the threshold.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from bisect import bisect_right
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from bot.config import HealthConfig
-from bot.core.health import Peers, engagement_of, is_active, score_account
-from bot.core.model import HealthInputs
-from bot.store import Book, PkRange, UsageRead
+from bot.core.health import Peers, engagement_of, is_active, is_peer, score_account
+from bot.core.model import HealthInputs, UsageWindow
+from bot.db.engine import make_engine
+from bot.store import Book, PkRange, SnapshotRow, UsageRead, snapshot_row
 
 CHUNK = 5_000  # accounts per chunk: big enough that each query is one efficient range scan
+PARALLEL_FROM = 50_000  # accounts: below this, starting worker processes costs more than it saves
+MAX_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -46,47 +62,141 @@ def _is_customer(start: date, churn: date | None, day: date) -> bool:
     return start <= day and (churn is None or day < churn)
 
 
-def day_peers(book: Book, as_of: date, cfg: HealthConfig, usage: UsageRead) -> tuple[Peers, set[int]]:
-    """The day's peers (customers with some use in the window) and their primary keys."""
+def day_peers(book: Book, as_of: date, cfg: HealthConfig, usage: UsageRead) -> Peers:
+    """The day's peers: the engagement of the customers with some use in the window."""
     windows = usage.windows
     if windows is None:
-        return Peers.of([], cfg.danger_quantile), set()
+        return Peers.of([], cfg.danger_quantile)
     values: list[float | None] = []
-    pks: set[int] = set()
     for pk, start, churn, seats in book.peer_facts():
         window = windows.get(pk)
         if is_active(window) and _is_customer(start, churn, as_of):
-            pks.add(pk)
             values.append(engagement_of(seats, window))
-    return Peers.of(values, cfg.danger_quantile), pks
+    return Peers.of(values, cfg.danger_quantile)
 
 
-def score_and_store(book: Book, cfg: HealthConfig, as_of: date, chunk: int = CHUNK) -> RunTotals:
-    """Score every account as of a day and replace the day's snapshots with the result."""
+@dataclass
+class _Tally:
+    customers: int = 0
+    danger: int = 0
+    forgotten: int = 0
+
+    def __post_init__(self) -> None:
+        self.bands: Counter[str] = Counter()
+
+    def add(self, other: _Tally) -> None:
+        self.customers += other.customers
+        self.danger += other.danger
+        self.forgotten += other.forgotten
+        self.bands.update(other.bands)
+
+
+def _score_chunk(
+    inputs: list[HealthInputs], cfg: HealthConfig, as_of: date, peers: Peers, weights: dict[str, Any]
+) -> tuple[list[SnapshotRow], _Tally]:
+    """Score a chunk: its snapshot rows ready to store, and its counts over the day's customers."""
+    rows: list[SnapshotRow] = []
+    tally = _Tally()
+    for i in inputs:
+        s = score_account(i, cfg, as_of, peers, None, weights)
+        rows.append(snapshot_row(i.account.pk, s, is_peer(i, as_of)))
+        if i.account.is_customer_on(as_of):
+            tally.customers += 1
+            tally.bands[s.band] += 1
+            tally.danger += s.danger_zone
+            tally.forgotten += s.forgotten_zone
+    return rows, tally
+
+
+def score_and_store(
+    book: Book, cfg: HealthConfig, as_of: date, chunk: int = CHUNK, workers: int | None = None
+) -> RunTotals:
+    """Score every account as of a day and replace the day's snapshots with the result.
+
+    `workers`: processes to score in (default: one per core from `PARALLEL_FROM` accounts, else 0,
+    which scores in this process with a reader thread)."""
     usage = book.usage_read(as_of, cfg)
-    peers, peer_pks = day_peers(book, as_of, cfg, usage)
+    peers = day_peers(book, as_of, cfg, usage)
+    spans = book.pk_ranges(chunk)
+    if workers is None:
+        large = book.account_count() >= PARALLEL_FROM
+        workers = min(MAX_WORKERS, os.cpu_count() or 1) if large else 0
+    tally = _Tally()
+    with book.snapshot_writer(as_of) as writer:
+        writer.threshold = peers.threshold
+        chunks = (_in_processes(book, cfg, as_of, peers, usage, spans, workers) if workers > 1
+                  else _in_thread(book, cfg, as_of, peers, usage, spans))
+        for rows, part in chunks:
+            writer.write_rows(rows)
+            tally.add(part)
+    return RunTotals(writer.accounts, tally.customers,
+                     {b: tally.bands[b] for b in ("healthy", "watch", "at_risk")},
+                     tally.danger, tally.forgotten, peers.threshold)
+
+
+def _in_thread(
+    book: Book, cfg: HealthConfig, as_of: date, peers: Peers, usage: UsageRead, spans: list[PkRange]
+) -> Iterator[tuple[list[SnapshotRow], _Tally]]:
+    """Score here, chunk after chunk, while a reader thread fetches the next chunk's evidence."""
     weights = cfg.weights.model_dump()
-    bands: Counter[str] = Counter()
-    customers = danger = forgotten = 0
 
     def fetch(span: PkRange) -> list[HealthInputs]:
         return book.health_inputs(as_of, cfg, span, usage_read=usage)
 
-    spans = book.pk_ranges(chunk)
-    with book.snapshot_writer(as_of) as writer, ThreadPoolExecutor(1, "keepwell-score-read") as reader:
-        writer.threshold = peers.threshold
+    with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
         pending = reader.submit(fetch, spans[0]) if spans else None
         for i in range(len(spans)):
             assert pending is not None
             inputs = pending.result()
             pending = reader.submit(fetch, spans[i + 1]) if i + 1 < len(spans) else None
-            scored = [(i_.account, score_account(i_, cfg, as_of, peers, None, weights)) for i_ in inputs]
-            writer.write((a.pk, s, a.pk in peer_pks) for a, s in scored)
-            for account, s in scored:
-                if account.is_customer_on(as_of):
-                    customers += 1
-                    bands[s.band] += 1
-                    danger += s.danger_zone
-                    forgotten += s.forgotten_zone
-    return RunTotals(writer.accounts, customers, {b: bands[b] for b in ("healthy", "watch", "at_risk")},
-                     danger, forgotten, peers.threshold)
+            yield _score_chunk(inputs, cfg, as_of, peers, weights)
+
+
+# worker processes ---------------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}  # in a worker process: its book and the run's settings
+
+
+def _start_worker(url: str, cfg: HealthConfig, as_of: date, peers: Peers) -> None:
+    _worker.update(book=Book(make_engine(url)), cfg=cfg, as_of=as_of, peers=peers,
+                   weights=cfg.weights.model_dump())
+
+
+def _work(span: PkRange, usage: UsageRead) -> tuple[list[SnapshotRow], _Tally]:
+    w = _worker
+    inputs = w["book"].health_inputs(w["as_of"], w["cfg"], span, usage_read=usage)
+    return _score_chunk(inputs, w["cfg"], w["as_of"], w["peers"], w["weights"])
+
+
+def _in_processes(
+    book: Book, cfg: HealthConfig, as_of: date, peers: Peers, usage: UsageRead, spans: list[PkRange],
+    workers: int,
+) -> Iterator[tuple[list[SnapshotRow], _Tally]]:
+    """Score in worker processes, a few chunks in flight at a time (memory stays a few chunks)."""
+    url = book.engine.url.render_as_string(hide_password=False)
+    windows = usage.windows
+
+    parts: list[UsageRead] = [usage] * len(spans)
+    if windows is not None:  # each range's windows, in one pass over the book
+        cut: list[dict[int, UsageWindow]] = [{} for _ in spans]
+        starts = [span.lo for span in spans]
+        for pk, window in windows.items():
+            cut[bisect_right(starts, pk) - 1][pk] = window
+        parts = [UsageRead(c) for c in cut]
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["bot.scoring"])
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(url, cfg, as_of, peers)) as pool:
+        queue: deque[Future[tuple[list[SnapshotRow], _Tally]]] = deque()
+        todo = iter(range(len(spans)))
+        for i in todo:
+            queue.append(pool.submit(_work, spans[i], parts[i]))
+            if len(queue) >= 2 * workers:
+                break
+        while queue:
+            done = queue.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append(pool.submit(_work, spans[nxt], parts[nxt]))
+            yield done

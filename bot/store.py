@@ -184,23 +184,33 @@ class SnapshotWriter:
 
     def write(self, scored: Iterable[tuple[int, HealthScore, bool]]) -> int:
         """Add (account pk, score, counted among the peers) rows; returns how many."""
-        as_of, at = self.as_of, self.computed_at
-        rows = [
-            (pk, as_of, s.score, s.band, s.danger_zone, s.forgotten_zone, s.stickiness, s.engagement, peer,
-             _drivers_json([d.to_dict() for d in s.drivers]), at)
-            for pk, s, peer in scored
-        ]
+        return self.write_rows([snapshot_row(pk, s, peer) for pk, s, peer in scored])
+
+    def write_rows(self, rows: Sequence[SnapshotRow]) -> int:
+        """Add rows made by `snapshot_row` (in a worker process, say); returns how many."""
         if not rows:
             return 0
+        as_of, at = self.as_of, self.computed_at
+        full = [(r[0], as_of, *r[1:], at) for r in rows]
         if self.copy:
             raw = self.conn.connection.driver_connection
             with raw.cursor() as cursor, cursor.copy(self.sql) as copy:  # type: ignore[union-attr]
-                for row in rows:
+                for row in full:
                     copy.write_row(row)
         else:
-            self.conn.exec_driver_sql(self.sql, rows)
+            self.conn.exec_driver_sql(self.sql, full)
         self.accounts += len(rows)
         return len(rows)
+
+
+# (account pk, score, band, danger, forgotten, stickiness, engagement, peer, drivers JSON): a snapshot
+# without its day and run time, which the writer adds
+SnapshotRow = tuple[int, int, str, bool, bool, float | None, float | None, bool, str]
+
+
+def snapshot_row(pk: int, s: HealthScore, peer: bool) -> SnapshotRow:
+    return (pk, s.score, s.band, s.danger_zone, s.forgotten_zone, s.stickiness, s.engagement, peer,
+            _drivers_json([d.to_dict() for d in s.drivers]))
 
 
 class Book:

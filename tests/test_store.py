@@ -217,19 +217,21 @@ def test_mrr_on_months_is_the_history_as_mrr_on_reads_it(book, csv_file):
         assert book.retention(start, end) == retention(book.book.accounts(), start, end, history)
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 5_000])
-def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk):
+@pytest.mark.parametrize(("chunk", "workers"), [(1, 0), (3, 0), (5_000, 0), (1, 2)])
+def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk, workers):
+    """In this process with a reader thread, or in two worker processes: the same snapshots."""
     from bot.core.health import is_peer, score_book
     from bot.scoring import score_and_store
 
     cfg = HealthConfig()
     inputs = book.book.health_inputs(AS_OF, cfg)
     expected, peers = score_book(inputs, cfg, AS_OF)
-    totals = score_and_store(book.book, cfg, AS_OF, chunk=chunk)
+    totals = score_and_store(book.book, cfg, AS_OF, chunk=chunk, workers=workers)
     stored = book.book.snapshots(AS_OF)
     assert stored is not None
     assert {i.account.pk: s for i, s in zip(inputs, expected, strict=True)} == stored
     assert totals.accounts == 4 and totals.threshold == peers.threshold
+    assert totals.customers == 3 and sum(totals.bands.values()) == 3  # A3 churned before the day
     with book.book.engine.connect() as conn:
         flagged = set(conn.execute(select(S.c.account_pk).where(S.c.as_of == AS_OF, S.c.peer)).scalars())
     assert flagged == {i.account.pk for i in inputs if is_peer(i, AS_OF)}

@@ -311,6 +311,19 @@ class FakeSlack(LoopbackFake):
                     raise AssertionError(self._timeout_message(method_or_response, count, timeout, len(got)))
                 self._cond.wait(remaining)
 
+    def wait_for_response(self, name: str, timeout: float = 5.0) -> Response:
+        """Block until the response_url ``name`` (see `response_url`) was posted to; the first post."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for r in self.responses:
+                    if r.name == name:
+                        return r
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"nothing posted to response_url {name!r} within {timeout:g} s")
+                self._cond.wait(remaining)
+
     def _timeout_message(self, what: str, count: int, timeout: float, got: int) -> str:
         def short(value: Any) -> str:
             text = repr(value)
