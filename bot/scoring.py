@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ class RunTotals:
     danger: int
     forgotten: int
     threshold: float | None
+    workers: int = 0
+    worker_peak_mb: float = 0.0
 
 
 def _is_customer(start: date, churn: date | None, day: date) -> bool:
@@ -80,6 +83,7 @@ class _Tally:
     customers: int = 0
     danger: int = 0
     forgotten: int = 0
+    worker_peak_mb: float = 0.0  # the largest resident size a worker process reached
 
     def __post_init__(self) -> None:
         self.bands: Counter[str] = Counter()
@@ -89,6 +93,7 @@ class _Tally:
         self.danger += other.danger
         self.forgotten += other.forgotten
         self.bands.update(other.bands)
+        self.worker_peak_mb = max(self.worker_peak_mb, other.worker_peak_mb)
 
 
 def _score_chunk(
@@ -131,7 +136,8 @@ def score_and_store(
             tally.add(part)
     return RunTotals(writer.accounts, tally.customers,
                      {b: tally.bands[b] for b in ("healthy", "watch", "at_risk")},
-                     tally.danger, tally.forgotten, peers.threshold)
+                     tally.danger, tally.forgotten, peers.threshold, workers if workers > 1 else 0,
+                     tally.worker_peak_mb)
 
 
 def _in_thread(
@@ -165,7 +171,9 @@ def _start_worker(url: str, cfg: HealthConfig, as_of: date, peers: Peers) -> Non
 def _work(span: PkRange, usage: UsageRead) -> tuple[list[SnapshotRow], _Tally]:
     w = _worker
     inputs = w["book"].health_inputs(w["as_of"], w["cfg"], span, usage_read=usage)
-    return _score_chunk(inputs, w["cfg"], w["as_of"], w["peers"], w["weights"])
+    rows, tally = _score_chunk(inputs, w["cfg"], w["as_of"], w["peers"], w["weights"])
+    tally.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return rows, tally
 
 
 def _in_processes(

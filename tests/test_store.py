@@ -232,6 +232,7 @@ def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk, wor
     assert {i.account.pk: s for i, s in zip(inputs, expected, strict=True)} == stored
     assert totals.accounts == 4 and totals.threshold == peers.threshold
     assert totals.customers == 3 and sum(totals.bands.values()) == 3  # A3 churned before the day
+    assert totals.workers == workers and (totals.worker_peak_mb > 0) == (workers > 1)
     with book.book.engine.connect() as conn:
         flagged = set(conn.execute(select(S.c.account_pk).where(S.c.as_of == AS_OF, S.c.peer)).scalars())
     assert flagged == {i.account.pk for i in inputs if is_peer(i, AS_OF)}
