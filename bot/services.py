@@ -158,7 +158,7 @@ class Keepwell:
         with self.book.engine.connect() as conn:
             account = self.book.resolve(query, conn)
             peers = self._peers_for(as_of, conn)
-            inputs = self.book.health_inputs(as_of, self.config.health, [account.pk], conn)[0]
+            inputs = self.book.account_inputs(account, as_of, self.config.health, conn)
             previous = self.book.previous_scores(as_of, [account.pk], conn).get(account.pk)
             team = self.book.team(account.pk, conn)
             touch = self.book.latest_touch(account.pk, as_of, conn)

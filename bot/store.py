@@ -18,7 +18,23 @@ from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, literal, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -358,6 +374,64 @@ class Book:
             )
             for a in accounts
         ]
+
+    def account_inputs(
+        self, account: Account, as_of: date, cfg: HealthConfig, conn: Connection | None = None
+    ) -> HealthInputs:
+        """`health_inputs` of one account already resolved, in three statements rather than eight.
+
+        NPS answers, open tickets, overdue invoices, the last touch and a champion come back from one
+        `UNION ALL` of text columns: a one-account report on PostgreSQL pays a round trip per statement.
+        """
+        pk = account.pk
+        since = as_of - timedelta(days=cfg.nps_days)
+        end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+        none = cast(null(), String)
+        evidence = union_all(
+            select(literal("nps"), cast(N.c.day, String), cast(N.c.score, String))
+            .where(N.c.account_pk == pk, N.c.day > since, N.c.day <= as_of),
+            select(literal("ticket"), T.c.priority, T.c.kind).where(
+                T.c.account_pk == pk, T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end)
+            ),
+            select(literal("invoice"), cast(I.c.amount, String), cast(I.c.due_date, String)).where(
+                I.c.account_pk == pk, I.c.due_date < as_of,
+                or_(I.c.paid_date.is_(None), I.c.paid_date > as_of),
+            ),
+            select(literal("touch"), cast(func.max(TO.c.day), String), none)
+            .where(TO.c.account_pk == pk, TO.c.day <= as_of),
+            select(literal("champion"), none, none)
+            .where(exists().where(C.c.role == "champion", C.c.account_pk == pk)),
+        )
+        with self.use(conn) as conn:
+            usage = self.usage_read(as_of, cfg, [pk], conn).windows
+            known = {t.name: self._has(conn, t) for t in (T, I, TO, C)}
+            rows = conn.execute(evidence).all()
+        nps: list[NpsResponse] = []
+        tickets: list[OpenTicket] = []
+        invoices: list[OverdueInvoice] = []
+        last_touch: date | None = None
+        champion = False
+        for kind, a, b in rows:
+            if kind == "nps":
+                nps.append(NpsResponse(date.fromisoformat(a), int(b)))
+            elif kind == "ticket":
+                tickets.append(OpenTicket(a, b))
+            elif kind == "invoice":
+                invoices.append(OverdueInvoice(Decimal(a), date.fromisoformat(b)))
+            elif kind == "touch":
+                last_touch = None if a is None else date.fromisoformat(a)
+            else:
+                champion = True
+        return HealthInputs(
+            account=account,
+            usage=None if usage is None else usage.get(pk, UsageWindow()),
+            nps=tuple(nps),
+            open_tickets=tuple(tickets) if known[T.name] else None,
+            overdue_invoices=tuple(invoices) if known[I.name] else None,
+            last_touch=last_touch,
+            touches_known=known[TO.name],
+            has_champion=champion if known[C.name] else None,
+        )
 
     def usage_read(
         self, as_of: date, cfg: HealthConfig, pks: Pks = None, conn: Connection | None = None

@@ -96,6 +96,7 @@ def test_one_account_and_the_whole_book_agree(book):
     for account in book.book.accounts():
         [one] = book.book.health_inputs(AS_OF, cfg, [account.pk])
         assert one == everyone[account.account_id]
+        assert book.book.account_inputs(account, AS_OF, cfg) == one  # the health card's own read
 
 
 def test_kinds_never_imported_are_unknown_not_zero(service, csv_file):
