@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import Figure, Results, finish, machine
+from benchmarks.run import Figure, Results, finish, report_head
 
 
 @dataclass(frozen=True)
@@ -177,15 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         for f in figures:
             results.add(f)
         results.add(memory)
-    load_after = os.getloadavg()
-    finished_at = datetime.now(UTC)
-    info = machine()
-    doc: dict[str, Any] = {
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": finished_at.isoformat(timespec="seconds"),
-        "seconds": round((finished_at - started_at).total_seconds(), 1),
-        "machine": info | {"loadavg_before": [round(x, 2) for x in load_before],
-                           "loadavg_after": [round(x, 2) for x in load_after]},
+    doc = report_head(started_at, load_before)
+    info, load_after = doc["machine"], doc["machine"]["loadavg_after"]
+    doc |= {
         "args": {"quick": args.quick, "pg": bool(args.pg), "only": args.only},
         "scenario_results": str(run_dir),
         "figures": [f.to_dict() for f in results.figures],

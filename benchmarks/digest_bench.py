@@ -55,10 +55,10 @@ from benchmarks.run import (
     GeneratedBook,
     Results,
     finish,
-    machine,
     make_book,
     peak_rss_mb,
     percentile,
+    report_head,
     say,
     stopwatch,
 )
@@ -311,18 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile(url, since, None, args.out, stamp)
 
-    load_after = os.getloadavg()
-    finished_at = datetime.now(UTC)
-    info = machine()
-    doc: dict[str, Any] = {
-        "benchmark": "digest",
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": finished_at.isoformat(timespec="seconds"),
-        "seconds": round((finished_at - started_at).total_seconds(), 1),
-        "machine": info | {
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in load_after],
-        },
+    doc = {"benchmark": "digest"} | report_head(started_at, load_before)
+    info, load_after = doc["machine"], doc["machine"]["loadavg_after"]
+    doc |= {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "pg"}
         | {"pg": bool(args.pg), "as_of": AS_OF.isoformat(), "since": since.isoformat(), "seed": SEED},
         "book": {"rows": book.rows if book else None, "reused": reused,

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from benchmarks.run import (
     AS_OF,
@@ -33,10 +31,10 @@ from benchmarks.run import (
     Results,
     finish,
     index_book,
-    machine,
     make_book,
     measure_health,
     peak_rss_mb,
+    report_head,
     say,
     stopwatch,
     timed_import,
@@ -134,13 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             with scratch_schema(args.pg, prefix="million") as pg_url:
                 load(pg_url, book, results, "postgresql")
                 score(pg_url, book, results, "postgresql", args.health_calls)
-    finished_at = datetime.now(UTC)
-    info = machine()
-    doc: dict[str, Any] = {
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": finished_at.isoformat(timespec="seconds"),
-        "seconds": round((finished_at - started_at).total_seconds(), 1),
-        "machine": info | {"loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+    doc = report_head(started_at, None)
+    info = doc["machine"]
+    doc |= {
         "args": {"accounts": args.accounts, "days": args.days, "pg": bool(args.pg), "reused": reuse},
         "book": {"rows": book.rows, "kinds_imported": list(KINDS)},
         "figures": [f.to_dict() for f in results.figures],

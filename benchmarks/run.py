@@ -475,6 +475,20 @@ def large(args: argparse.Namespace) -> bool:
     return bool(args.accounts >= LARGE_ACCOUNTS)
 
 
+def report_head(started_at: datetime, load_before: tuple[float, float, float] | None) -> dict[str, Any]:
+    """The start of every benchmark's JSON: when it ran, how long, and the machine with its load."""
+    finished_at = datetime.now(UTC)
+    load = {"loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    if load_before is not None:
+        load = {"loadavg_before": [round(x, 2) for x in load_before]} | load
+    return {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": finished_at.isoformat(timespec="seconds"),
+        "seconds": round((finished_at - started_at).total_seconds(), 1),
+        "machine": machine() | load,
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description="Measure the scale targets on a freshly generated book."
@@ -560,17 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 engine.dispose()
 
-    load_after = os.getloadavg()
-    finished_at = datetime.now(UTC)
-    info = machine()
-    doc: dict[str, Any] = {
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": finished_at.isoformat(timespec="seconds"),
-        "seconds": round((finished_at - started_at).total_seconds(), 1),
-        "machine": info | {
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in load_after],
-        },
+    doc = report_head(started_at, load_before)
+    info, load_after = doc["machine"], doc["machine"]["loadavg_after"]
+    doc |= {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                  if k != "pg"} | {"pg": bool(args.pg), "as_of": AS_OF.isoformat(), "seed": SEED},
         "book": {"rows": book.rows, "generate_seconds": round(book.seconds, 3),
