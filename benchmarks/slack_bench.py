@@ -136,6 +136,16 @@ def _clients(clients: int, seconds: float, work: Any) -> float:
     return time.monotonic() - began
 
 
+def health_command(fake: FakeSlack, url: str, ids: list[str], name: str) -> float:
+    """POST a signed `/keepwell health` for a random account, answering to response_url `name`; returns
+    when it was sent (monotonic), once Slack's acknowledgement (HTTP 200) is back."""
+    body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
+    started = time.monotonic()
+    status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
+    assert status == 200
+    return started
+
+
 def open_loop(fake: FakeSlack, url: str, ids: list[str], seconds: float, clients: int) -> dict[str, Any]:
     """Each client sends its next command as soon as the last one is acknowledged: the acks' rate and
     latency under load; the cards queue behind them (their latency here is mostly that queue)."""
@@ -147,11 +157,8 @@ def open_loop(fake: FakeSlack, url: str, ids: list[str], seconds: float, clients
     def client(stop: float) -> None:
         while time.monotonic() < stop:
             name = f"h{next(counter)}"
-            body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
-            started = time.monotonic()
-            status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
+            started = health_command(fake, url, ids, name)
             took = time.monotonic() - started
-            assert status == 200
             with lock:
                 sent[name] = started
                 acks.append(took * 1000)
@@ -178,10 +185,7 @@ def closed_loop(fake: FakeSlack, url: str, ids: list[str], seconds: float, clien
     def client(stop: float) -> None:
         while time.monotonic() < stop:
             name = f"c{next(counter)}"
-            body = slash_command(f"health {random.choice(ids)}", response_url=fake.response_url(name))
-            started = time.monotonic()
-            status, _, _ = post(f"{url}/slack/events", body, signed_headers(SECRET, body))
-            assert status == 200
+            started = health_command(fake, url, ids, name)
             card = fake.wait_for_response(name, timeout=60)
             with lock:
                 answers.append((card.at - started) * 1000)

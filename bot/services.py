@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from bot.config import KeepwellConfig
 from bot.core.digest import Digest, build_digest, is_at_risk
-from bot.core.health import Peers, is_peer, score_account, score_book
+from bot.core.health import Peers, score_account, score_book
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention, revenue_months
 from bot.core.segments import SegmentError, parse_segment
@@ -109,13 +109,12 @@ class Keepwell:
     def import_file(self, kind: str, path: Path, *, dry_run: bool = False) -> ImportReport:
         return import_csv(self.book.engine, kind, path, dry_run=dry_run)
 
-    def _score_all(self, as_of: date) -> tuple[list[tuple[Account, HealthScore]], Peers, set[int]]:
-        """Every account scored from its data: (account, score) pairs, the peers, the peers' pks."""
+    def _score_all(self, as_of: date) -> tuple[list[tuple[Account, HealthScore]], Peers]:
+        """Every account scored from its data, in memory: (account, score) pairs and the peers."""
         cfg = self.config.health
         inputs = self.book.health_inputs(as_of, cfg)
         scores, peers = score_book(inputs, cfg, as_of)
-        peer_pks = {i.account.pk for i in inputs if is_peer(i, as_of)}
-        return [(i.account, s) for i, s in zip(inputs, scores, strict=True)], peers, peer_pks
+        return [(i.account, s) for i, s in zip(inputs, scores, strict=True)], peers
 
     def score(self, as_of: date) -> ScoreSummary:
         """Score every account and store the day's snapshots (re-running replaces them)."""
@@ -131,7 +130,7 @@ class Keepwell:
         stored = self.book.stored_health(as_of)  # one query: accounts, the day's and previous scores
         if stored is not None:
             return stored
-        pairs, _, _ = self._score_all(as_of)
+        pairs, _ = self._score_all(as_of)
         previous = self.book.previous_scores(as_of)
         return [
             Scored(a, dataclasses.replace(s, previous_score=previous.get(a.pk))) for a, s in pairs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -98,11 +98,11 @@ def _tags(text: str | None) -> tuple[str, ...]:
 SCORE_COLUMNS = (
     S.c.score, S.c.band, S.c.danger_zone, S.c.forgotten_zone, S.c.stickiness, S.c.engagement, S.c.drivers,
 )
-_DRIVER_SEP = '}, {"factor": '  # between two drivers as save_scores writes them (json.dumps' separators)
+_DRIVER_SEP = '}, {"factor": '  # between two drivers as snapshot_row writes them (json.dumps' separators)
 
 
 def _drivers(text: str, known: dict[str, Driver]) -> tuple[Driver, ...]:
-    """The drivers of a stored score: the JSON list `save_scores` wrote, back as Driver values.
+    """The drivers of a stored score: the JSON list `snapshot_row` wrote, back as Driver values.
 
     Drivers repeat across accounts (a whole book of 100,000 has about 800,000 drivers, 50,000 of them
     distinct), so one read keeps one (frozen) Driver per distinct JSON object in `known` and parses each
@@ -197,10 +197,6 @@ class SnapshotWriter:
         else:
             marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in _SNAPSHOT_COLUMNS)
             self.sql = f"INSERT INTO {S.name} ({columns}) VALUES ({marks})"
-
-    def write(self, scored: Iterable[tuple[int, HealthScore, bool]]) -> int:
-        """Add (account pk, score, counted among the peers) rows; returns how many."""
-        return self.write_rows([snapshot_row(pk, s, peer) for pk, s, peer in scored])
 
     def write_rows(self, rows: Sequence[SnapshotRow]) -> int:
         """Add rows made by `snapshot_row` (in a worker process, say); returns how many."""
@@ -586,19 +582,6 @@ class Book:
             conn.execute(insert(SR).values(
                 as_of=as_of, accounts=writer.accounts, danger_threshold=writer.threshold, computed_at=now,
             ))
-
-    def save_scores(
-        self,
-        as_of: date,
-        scores: Iterable[tuple[int, HealthScore]],
-        peers: Peers,
-        peer_pks: set[int],
-    ) -> int:
-        """Replace the day's snapshots with these and record the run, in one transaction."""
-        with self.snapshot_writer(as_of) as writer:
-            writer.threshold = peers.threshold
-            writer.write((pk, s, pk in peer_pks) for pk, s in scores)
-        return writer.accounts
 
     def run_peers(self, as_of: date, quantile: float) -> Peers | None:
         """The peers of a stored scoring run of that day, if there was one."""

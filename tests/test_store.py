@@ -190,7 +190,7 @@ def test_stored_drivers_are_read_back_whatever_their_text():
     odd = Driver("nps", [{"a": 1}, {"factor": 2}], -1.5, 'said "}, {"factor": " and left }, {')
     plain = Driver("champion", True, 3.0, "a champion contact is on record")
     for drivers in ([], [plain], [odd, plain], [plain, odd, plain]):
-        for text in (json.dumps([d.to_dict() for d in drivers], default=str),  # as save_scores writes
+        for text in (json.dumps([d.to_dict() for d in drivers], default=str),  # as snapshot_row writes
                      json.dumps([d.to_dict() for d in drivers], separators=(",", ":"))):
             assert _drivers(text, {}) == tuple(Driver(**d) for d in json.loads(text))
     other = Driver("renewal", 12, -4.2, "renewal in 12 days (2026-07-12)")
