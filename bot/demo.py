@@ -23,6 +23,7 @@ from bot.emails import environment
 from bot.errors import BadInput
 from bot.sample_book import generate_book
 from bot.services import Keepwell
+from bot.store import Book
 from integrations.outbox import Outbox
 
 PREFIX = "DEMO-"
@@ -41,7 +42,7 @@ def _reset_demo_book(service: Keepwell) -> None:
                 f"this database already holds {own} account(s) of your own; the demo will not mix its "
                 "book into them. Run it on its own database, e.g. keepwell demo --db sqlite:///demo.db"
             )
-        conn.execute(delete(A).where(A.c.account_id.like(f"{PREFIX}%")))
+        Book.delete_accounts(conn, A.c.account_id.like(f"{PREFIX}%"))
         conn.execute(delete(m.table_of(m.ScoreRun)))
 
 

@@ -269,6 +269,16 @@ class Book:
             )
             return [_account(r) for r in rows]
 
+    @staticmethod
+    def delete_accounts(conn: Connection, condition: Any) -> int:
+        """Delete the accounts matching `condition` with everything of theirs; returns how many.
+
+        The usage tables have no foreign key (see models) so no cascade: their rows go first, here."""
+        doomed = select(A.c.id).where(condition)
+        for usage in (U, m.table_of(m.UsageUser)):
+            conn.execute(delete(usage).where(usage.c.account_pk.in_(doomed)))
+        return conn.execute(delete(A).where(condition)).rowcount
+
     def account_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(A)).scalar() or 0)

@@ -91,3 +91,36 @@ def test_every_revision_steps_up_and_back(db_url):
             assert _schema(engine) == after, f"{rev} upgraded twice gives a different schema"
     finally:
         engine.dispose()
+
+
+def test_dropping_the_usage_foreign_keys_keeps_every_row_and_deleting_accounts_takes_their_usage(db_url):
+    """0004 rebuilds the usage tables on SQLite: their rows survive it; with no cascade left,
+    `Book.delete_accounts` removes an account's usage itself."""
+    from sqlalchemy import text
+
+    from bot.db import models as m
+    from bot.store import Book
+
+    engine = make_engine(db_url)
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO accounts (id, account_id, name, start_date, tags, updated_at) "
+                          "VALUES (1, 'A1', 'One', '2025-01-01', '', '2025-01-01'), "
+                          "(2, 'A2', 'Two', '2025-01-01', '', '2025-01-01')"))
+        conn.execute(text("INSERT INTO usage_daily VALUES (1, '2025-02-01', 3, 9), (2, '2025-02-01', 4, 8)"))
+        conn.execute(text("INSERT INTO usage_users VALUES "
+                          "(1, '2025-02-01', 'u1', 2), (2, '2025-02-01', 'u2', 5)"))
+    command.upgrade(cfg, "head")
+    assert not inspect(engine).get_foreign_keys("usage_daily")
+    assert not inspect(engine).get_foreign_keys("usage_users")
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT account_pk, day, active_users, events FROM usage_daily ORDER BY 1"))
+        assert [(pk, str(day), n, e) for pk, day, n, e in rows] == [
+            (1, "2025-02-01", 3, 9), (2, "2025-02-01", 4, 8)]
+        assert conn.execute(text("SELECT count(*) FROM usage_users")).scalar() == 2
+        accounts = m.table_of(m.Account)
+        assert Book.delete_accounts(conn, accounts.c.account_id == "A1") == 1
+        assert conn.execute(text("SELECT account_pk FROM usage_daily")).scalars().all() == [2]
+        assert conn.execute(text("SELECT account_pk FROM usage_users")).scalars().all() == [2]
+    engine.dispose()

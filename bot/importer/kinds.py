@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -45,6 +46,8 @@ class Context:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # held around every statement: PostgreSQL's writer thread shares this connection (writing.py)
+        self.lock = threading.Lock()
         self.sqlite = conn.dialect.name == "sqlite"
         # PostgreSQL through psycopg 3: rows are written with COPY (bot/importer/writing.py)
         self.copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
@@ -56,11 +59,14 @@ class Context:
         self.usage_days: tuple[date, date] | None = None
         self.unmatched_contacts = 0
 
+    def _rows(self, sql: str) -> list[Any]:
+        with self.lock:
+            return [tuple(r) for r in self.conn.execute(text(sql))]
+
     def account_map(self) -> dict[str, int]:
         """account_id → the account's integer key, loaded once per import."""
         if self._accounts is None:
-            rows = self.conn.execute(text("SELECT account_id, id FROM accounts"))
-            self._accounts = {r[0]: r[1] for r in rows}
+            self._accounts = dict(self._rows("SELECT account_id, id FROM accounts"))
         return self._accounts
 
     def account_pk(self, account_id: str, column: str = "account_id") -> int:
@@ -75,9 +81,7 @@ class Context:
         """The account whose domain is the email's domain (or a parent of it); None if no match."""
         if self._domains is None:
             self._domains = {}
-            for domain, pk in self.conn.execute(
-                text("SELECT domain, id FROM accounts WHERE domain IS NOT NULL")
-            ):
+            for domain, pk in self._rows("SELECT domain, id FROM accounts WHERE domain IS NOT NULL"):
                 self._domains[domain] = AMBIGUOUS if domain in self._domains else pk
         host = email.rsplit("@", 1)[-1]
         while "." in host:
@@ -91,8 +95,7 @@ class Context:
 
     def contact_account(self, email: str) -> int | None:
         if self._contacts is None:
-            rows = self.conn.execute(text("SELECT email, account_pk FROM contacts"))
-            self._contacts = {r[0]: r[1] for r in rows}
+            self._contacts = dict(self._rows("SELECT email, account_pk FROM contacts"))
         return self._contacts.get(email)
 
 

@@ -130,7 +130,11 @@ def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = Fa
                 if kind.after_header is not None:
                     kind = kind.after_header(kind, csv_file.header, ctx)
                 writer = None if dry_run else writer_for(kind, ctx)
-                _stream(kind, ctx, positions, csv_file.rows, report, writer)
+                try:
+                    _stream(kind, ctx, positions, csv_file.rows, report, writer)
+                finally:
+                    if writer is not None:
+                        writer.close()  # no batch is still being written when the transaction ends
                 if report.error_count or writer is None:
                     trans.rollback()
                 else:

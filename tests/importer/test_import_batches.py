@@ -1,20 +1,21 @@
 """Files of several batches: every row lands exactly, corrections update by key, and on PostgreSQL the
-rows go through COPY into a staging table and one upsert (bot/importer/writing.py)."""
+rows are COPYed by a writer thread, into the table or through a staging table (bot/importer/writing.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.errors import OperationFailed
+from bot.errors import BadInput, OperationFailed
 from bot.importer import cells, writing
 from bot.importer.kinds import Context
-from bot.importer.run import BATCH
-from tests.importer.conftest import Importer
+from bot.importer.run import BATCH, import_csv
+from tests.importer.conftest import Importer, RawFile
 from tests.importer.helpers import counts, snapshot
 
 FIRST = date(1990, 1, 1)
@@ -50,6 +51,12 @@ def _versions(engine: Engine) -> dict[Key, str]:
             "JOIN accounts a ON a.id = u.account_pk"
         ))
         return {(a, d): x for a, d, x in result}
+
+
+@pytest.fixture(autouse=True)
+def copy_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's writer COPYs every batch on its own, so these files take several COPYs."""
+    monkeypatch.setattr(writing, "COPY_ROWS", BATCH)
 
 
 @pytest.fixture
@@ -128,17 +135,17 @@ def test_user_level_rows_of_several_batches_are_stored_and_rolled_up_exactly(
 def test_a_row_the_database_refuses_fails_the_file_and_writes_nothing(
     book: Engine, importer: Importer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database error (here a foreign key no account has) is exit 1 with nothing written; on
-    PostgreSQL it comes from the final upsert, after every batch was COPYed."""
-    importer("usage", "account_id,date,active_users\nA2,2026-01-05,9\n")
+    """A database error (here a foreign key no account has, in the last batch of an NPS file) is
+    exit 1 with nothing written; on PostgreSQL it comes from the writer thread."""
+    importer("nps", "account_id,date,score\nA2,2026-01-05,9\n")
     before = snapshot(book)
     real = Context.account_map
     monkeypatch.setattr(Context, "account_map", lambda self: real(self) | {"A9": 987_654})
-    content = "account_id,date,active_users\n" + "".join(
-        f"{'A9' if i == N - 1 else 'A1'},{FIRST + timedelta(days=i)},1\n" for i in range(N)
+    content = "account_id,date,score\n" + "".join(
+        f"{'A9' if i == N - 1 else 'A1'},{FIRST + timedelta(days=i)},7\n" for i in range(N)
     )
     with pytest.raises(OperationFailed, match="the database refused the import"):
-        importer("usage", content)
+        importer("nps", content)
     assert snapshot(book) == before
 
 
@@ -157,3 +164,49 @@ def test_postgresql_driver_errors_in_a_copy_are_reported_and_nothing_is_written(
     assert snapshot(book) == before
     importer("usage", "account_id,date,active_users\nA1,2026-01-05,3\n")  # the connection is usable
     assert counts(book)["usage_daily"] == 1
+
+
+@pytest.mark.parametrize(("first", "again"), [(10, 20), (10, 2 * BATCH + 1), (BATCH + 3, 2 * BATCH + 4)],
+                         ids=["within-the-first-batch", "first-and-last-batch", "second-and-last-batch"])
+def test_a_key_repeated_anywhere_in_a_big_file_is_reported_as_such_and_nothing_is_written(
+    book: Engine, importer: Importer, first: int, again: int
+) -> None:
+    """Batches already written (on PostgreSQL, COPYed straight into the table, or merged once a
+    repeated key made the COPY fail) are rolled back with the file, and the user is told which rows
+    repeat, not what the database said about them."""
+    importer("usage", "account_id,date,active_users\nA2,2026-01-05,9\n")
+    before = snapshot(book)
+    rows = {i: _key(i) for i in range(N)}
+    rows[again] = rows[first]
+    content = "account_id,date,active_users\n" + "".join(f"{a},{d},{i % 7}\n" for i, (a, d) in rows.items())
+    with pytest.raises(BadInput) as caught:
+        importer("usage", content)
+    assert caught.value.details == [
+        f"row {again + 2}: same account_id and date as row {first + 2} (a key may appear once)"]
+    assert snapshot(book) == before
+
+
+def test_two_imports_of_the_same_days_at_once_both_succeed_and_store_the_file(
+    book: Engine, raw_file: RawFile
+) -> None:
+    """Two instances importing the same usage at the same time: one COPYs the rows in, the other
+    waits for it, meets its keys and merges; neither fails, and the book holds the file once."""
+    rows = {_key(i): (i % 13, i % 17) for i in range(BATCH + 500)}
+    path = raw_file("usage.csv", _usage_file(rows))
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: import_csv(book, "usage", path), range(2)))
+    assert [r.rows for r in reports] == [len(rows)] * 2
+    assert _daily(book) == rows
+
+
+def test_new_rows_go_straight_in_and_rows_after_them_that_meet_stored_keys_are_merged(
+    book: Engine, importer: Importer
+) -> None:
+    """A file of new days followed by corrections of stored ones: on PostgreSQL the first COPY goes
+    into the table, the second meets stored keys, is rolled back to its savepoint and merged."""
+    old = {_key(i): (1, 1) for i in range(BATCH)}
+    importer("usage", _usage_file(old))
+    new = {_key(i): (2, 2) for i in range(BATCH, 2 * BATCH)}
+    corrected = {k: (3, 3) for k in list(old)[::2]}
+    assert importer("usage", _usage_file(new | corrected)).rows == len(new) + len(corrected)
+    assert _daily(book) == old | new | corrected
