@@ -37,10 +37,11 @@ from datetime import date
 from typing import Any
 
 from bot.config import HealthConfig
-from bot.core.health import Peers, engagement_of, is_active, is_peer, score_account
-from bot.core.model import HealthInputs, UsageWindow
+from bot.core.bulk import Columns, score_columns
+from bot.core.health import Peers, engagement_of, is_active
+from bot.core.model import UsageWindow
 from bot.db.engine import make_engine
-from bot.store import Book, PkRange, SnapshotRow, UsageRead, snapshot_row
+from bot.store import Book, PkRange, SnapshotRow, UsageRead
 
 CHUNK = 5_000  # accounts per chunk: big enough that each query is one efficient range scan
 PARALLEL_FROM = 50_000  # accounts: below this, starting worker processes costs more than it saves
@@ -97,19 +98,19 @@ class _Tally:
 
 
 def _score_chunk(
-    inputs: list[HealthInputs], cfg: HealthConfig, as_of: date, peers: Peers, weights: dict[str, Any]
+    columns: Columns, cfg: HealthConfig, as_of: date, peers: Peers, weights: dict[str, Any]
 ) -> tuple[list[SnapshotRow], _Tally]:
     """Score a chunk: its snapshot rows ready to store, and its counts over the day's customers."""
-    rows: list[SnapshotRow] = []
+    rows, bands = score_columns(columns, cfg, as_of, peers, weights)
     tally = _Tally()
-    for i in inputs:
-        s = score_account(i, cfg, as_of, peers, None, weights)
-        rows.append(snapshot_row(i.account.pk, s, is_peer(i, as_of)))
-        if i.account.is_customer_on(as_of):
+    day = as_of.toordinal()
+    customer = ((columns.start <= day) & ((columns.churn == 0) | (day < columns.churn))).tolist()
+    for row, band, is_customer in zip(rows, bands, customer, strict=True):
+        if is_customer:
             tally.customers += 1
-            tally.bands[s.band] += 1
-            tally.danger += s.danger_zone
-            tally.forgotten += s.forgotten_zone
+            tally.bands[band] += 1
+            tally.danger += row[3]
+            tally.forgotten += row[4]
     return rows, tally
 
 
@@ -146,16 +147,16 @@ def _in_thread(
     """Score here, chunk after chunk, while a reader thread fetches the next chunk's evidence."""
     weights = cfg.weights.model_dump()
 
-    def fetch(span: PkRange) -> list[HealthInputs]:
-        return book.health_inputs(as_of, cfg, span, usage_read=usage)
+    def fetch(span: PkRange) -> Columns:
+        return book.score_columns(as_of, cfg, span, usage)
 
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
         pending = reader.submit(fetch, spans[0]) if spans else None
         for i in range(len(spans)):
             assert pending is not None
-            inputs = pending.result()
+            columns = pending.result()
             pending = reader.submit(fetch, spans[i + 1]) if i + 1 < len(spans) else None
-            yield _score_chunk(inputs, cfg, as_of, peers, weights)
+            yield _score_chunk(columns, cfg, as_of, peers, weights)
 
 
 # worker processes ---------------------------------------------------------------------------------
@@ -170,8 +171,8 @@ def _start_worker(url: str, cfg: HealthConfig, as_of: date, peers: Peers) -> Non
 
 def _work(span: PkRange, usage: UsageRead) -> tuple[list[SnapshotRow], _Tally]:
     w = _worker
-    inputs = w["book"].health_inputs(w["as_of"], w["cfg"], span, usage_read=usage)
-    rows, tally = _score_chunk(inputs, w["cfg"], w["as_of"], w["peers"], w["weights"])
+    columns = w["book"].score_columns(w["as_of"], w["cfg"], span, usage)
+    rows, tally = _score_chunk(columns, w["cfg"], w["as_of"], w["peers"], w["weights"])
     tally.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return rows, tally
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
+import numpy as np
 from rapidfuzz import fuzz, process
 from sqlalchemy import (
     Connection,
@@ -40,8 +41,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 import bot.db.sqlite_adapters  # noqa: F401  (raw executemany on SQLite stores what SQLAlchemy would)
 from bot.config import HealthConfig
+from bot.core.bulk import Columns, SnapshotRow
 from bot.core.digest import State
-from bot.core.health import Peers, lookback_days
+from bot.core.health import Peers, lookback_days, ticket_load_of
 from bot.core.model import (
     Account,
     Driver,
@@ -168,6 +170,17 @@ def _where_pk(column: Any, pks: Pks) -> Any:
     return column.in_(pks)
 
 
+def _open_tickets(as_of: date) -> tuple[Any, ...]:
+    """Tickets open at the end of the day."""
+    end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+    return T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end)
+
+
+def _overdue(as_of: date) -> tuple[Any, ...]:
+    """Invoices past due and unpaid on the day."""
+    return I.c.due_date < as_of, or_(I.c.paid_date.is_(None), I.c.paid_date > as_of)
+
+
 def _has_rows(conn: Connection, table: Any) -> bool:
     return bool(conn.execute(select(exists().select_from(table))).scalar())
 
@@ -215,9 +228,6 @@ class SnapshotWriter:
         return len(rows)
 
 
-# (account pk, score, band, danger, forgotten, stickiness, engagement, peer, drivers JSON): a snapshot
-# without its day and run time, which the writer adds
-SnapshotRow = tuple[int, int, str, bool, bool, float | None, float | None, bool, str]
 
 
 def snapshot_row(pk: int, s: HealthScore, peer: bool) -> SnapshotRow:
@@ -391,21 +401,17 @@ class Book:
         """
         pk = account.pk
         since = as_of - timedelta(days=cfg.nps_days)
-        end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
         none = cast(null(), String)
-        evidence = union_all(
-            select(literal("nps"), cast(N.c.day, String), cast(N.c.score, String))
+        evidence = union_all(  # (kind, a, b, order: the NPS answers' import order)
+            select(literal("nps"), cast(N.c.day, String), cast(N.c.score, String), N.c.id)
             .where(N.c.account_pk == pk, N.c.day > since, N.c.day <= as_of),
-            select(literal("ticket"), T.c.priority, T.c.kind).where(
-                T.c.account_pk == pk, T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end)
-            ),
-            select(literal("invoice"), cast(I.c.amount, String), cast(I.c.due_date, String)).where(
-                I.c.account_pk == pk, I.c.due_date < as_of,
-                or_(I.c.paid_date.is_(None), I.c.paid_date > as_of),
-            ),
-            select(literal("touch"), cast(func.max(TO.c.day), String), none)
+            select(literal("ticket"), T.c.priority, T.c.kind, literal(0))
+            .where(T.c.account_pk == pk, *_open_tickets(as_of)),
+            select(literal("invoice"), cast(I.c.amount, String), cast(I.c.due_date, String), literal(0))
+            .where(I.c.account_pk == pk, *_overdue(as_of)),
+            select(literal("touch"), cast(func.max(TO.c.day), String), none, literal(0))
             .where(TO.c.account_pk == pk, TO.c.day <= as_of),
-            select(literal("champion"), none, none)
+            select(literal("champion"), none, none, literal(0))
             .where(exists().where(C.c.role == "champion", C.c.account_pk == pk)),
         )
         with self.use(conn) as conn:
@@ -417,7 +423,8 @@ class Book:
         invoices: list[OverdueInvoice] = []
         last_touch: date | None = None
         champion = False
-        for kind, a, b in rows:
+        # NPS answers by day, then import order (the last is the latest); the rest as they came
+        for kind, a, b, _ in sorted(rows, key=lambda r: (r[1], r[3]) if r[0] == "nps" else ("", 0)):
             if kind == "nps":
                 nps.append(NpsResponse(date.fromisoformat(a), int(b)))
             elif kind == "ticket":
@@ -438,6 +445,96 @@ class Book:
             touches_known=known[TO.name],
             has_champion=champion if known[C.name] else None,
         )
+
+    def score_columns(
+        self, as_of: date, cfg: HealthConfig, pks: PkRange, usage_read: UsageRead,
+        conn: Connection | None = None,
+    ) -> Columns:
+        """What `health_inputs` reads about a range of accounts, as the columns `bulk` scores.
+
+        The same evidence read the same way, aggregated per account as it arrives: no Python object
+        per account or per row (tests/test_store.py checks it equals `Columns.of(health_inputs)`)."""
+        with self.use(conn) as conn:
+            accounts = conn.execute(
+                select(A.c.id, A.c.start_date, A.c.churn_date, A.c.seats, A.c.renewal_date)
+                .where(_where_pk(A.c.id, pks)).order_by(A.c.id)
+            ).all()
+            pk = [r[0] for r in accounts]
+            at = {p: k for k, p in enumerate(pk)}
+            n = len(pk)
+
+            def ordinals(i: int) -> np.ndarray[Any, Any]:
+                return np.fromiter((0 if r[i] is None else r[i].toordinal() for r in accounts), np.int64, n)
+
+            zeros = partial(np.zeros, n, np.int64)
+            windows = usage_read.windows
+            c = Columns(
+                pk=pk, start=ordinals(1), churn=ordinals(2),
+                seats=np.fromiter((r[3] or 0 for r in accounts), np.int64, n), renewal=ordinals(4),
+                usage_known=windows is not None,
+                user_days=zeros(), prev_user_days=zeros(), peak_dau=zeros(), mau=np.full(n, -1, np.int64),
+                last_active=zeros(), nps_n=zeros(), nps_promoters=zeros(), nps_detractors=zeros(),
+                nps_latest=zeros(), nps_latest_day=zeros(),
+                tickets_known=self._has(conn, T), tickets_open=zeros(), tickets_urgent=zeros(),
+                tickets_bugs=zeros(), tickets_load=[0.0] * n,
+                invoices_known=self._has(conn, I), overdue_n=zeros(), overdue_worst=zeros(),
+                overdue_total=[Decimal(0)] * n,
+                touches_known=self._has(conn, TO), last_touch=zeros(),
+                champions_known=self._has(conn, C), champion=np.zeros(n, bool),
+            )
+            if windows is not None:
+                empty = UsageWindow()
+                got = [windows.get(p, empty) for p in pk]
+                c.user_days = np.fromiter((u.user_days for u in got), np.int64, n)
+                c.prev_user_days = np.fromiter((u.prev_user_days for u in got), np.int64, n)
+                c.peak_dau = np.fromiter((u.peak_dau for u in got), np.int64, n)
+                c.mau = np.fromiter((-1 if u.mau is None else u.mau for u in got), np.int64, n)
+                c.last_active = np.fromiter(
+                    (0 if u.last_active is None else u.last_active.toordinal() for u in got), np.int64, n)
+            nps: dict[int, list[int]] = {}  # k → [answers, promoters, detractors, latest, its day]
+            for p, day, score in self._nps_rows(conn, as_of, cfg, pks).all():  # by account, day, import
+                seen = nps.setdefault(at[p], [0, 0, 0, 0, 0])
+                seen[0] += 1
+                seen[1] += score >= 9
+                seen[2] += score <= 6
+                seen[3], seen[4] = score, day.toordinal()
+            for k, (answers, promoters, detractors, latest, answered) in nps.items():
+                c.nps_n[k], c.nps_promoters[k], c.nps_detractors[k] = answers, promoters, detractors
+                c.nps_latest[k], c.nps_latest_day[k] = latest, answered
+            if c.tickets_known:
+                kinds: dict[int, Counter[tuple[str, bool]]] = defaultdict(Counter)
+                for p, priority, kind, count in conn.execute(
+                    select(T.c.account_pk, T.c.priority, T.c.kind, func.count())
+                    .where(*_open_tickets(as_of), _where_pk(T.c.account_pk, pks))
+                    .group_by(T.c.account_pk, T.c.priority, T.c.kind)
+                ).all():
+                    kinds[at[p]][(priority, kind == "bug")] += count
+                    if kind == "bug":
+                        c.tickets_bugs[at[p]] += count
+                for k, counts in kinds.items():
+                    c.tickets_open[k] = sum(counts.values())
+                    c.tickets_urgent[k] = counts[("urgent", False)] + counts[("urgent", True)]
+                    c.tickets_load[k] = ticket_load_of(counts, cfg)
+            if c.invoices_known:
+                today = as_of.toordinal()
+                overdue: dict[int, list[Any]] = {}  # k → [invoices, oldest, total]
+                for p, amount, due in conn.execute(
+                    select(I.c.account_pk, I.c.amount, I.c.due_date)
+                    .where(*_overdue(as_of), _where_pk(I.c.account_pk, pks))
+                ).all():
+                    seen_i = overdue.setdefault(at[p], [0, 0, Decimal(0)])
+                    seen_i[0] += 1
+                    seen_i[1] = max(seen_i[1], today - due.toordinal())
+                    seen_i[2] += Decimal(amount)
+                for k, (count, oldest, total) in overdue.items():
+                    c.overdue_n[k], c.overdue_worst[k], c.overdue_total[k] = count, oldest, total
+            if c.touches_known:
+                for p, day in self._last_touch(conn, as_of, pks).items():
+                    c.last_touch[at[p]] = day.toordinal()
+            if c.champions_known:
+                for p in self._champions(conn, pks):
+                    c.champion[at[p]] = True
+        return c
 
     def usage_read(
         self, as_of: date, cfg: HealthConfig, pks: Pks = None, conn: Connection | None = None
@@ -496,28 +593,32 @@ class Book:
                                   mau.get(pk), last)
         return out
 
+    @staticmethod
+    def _nps_rows(conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks) -> Any:
+        """(pk, day, score) of the answers in the NPS window, by account, day, then import order (the
+        last of an account is its latest answer)."""
+        since = as_of - timedelta(days=cfg.nps_days)
+        return conn.execute(
+            select(N.c.account_pk, N.c.day, N.c.score)
+            .where(N.c.day > since, N.c.day <= as_of, _where_pk(N.c.account_pk, pks))
+            .order_by(N.c.account_pk, N.c.day, N.c.id)
+        )
+
     def _nps(
         self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks
     ) -> dict[int, list[NpsResponse]]:
-        since = as_of - timedelta(days=cfg.nps_days)
         out: dict[int, list[NpsResponse]] = defaultdict(list)
-        for pk, day, score in conn.execute(
-            select(N.c.account_pk, N.c.day, N.c.score)
-            .where(N.c.day > since, N.c.day <= as_of, _where_pk(N.c.account_pk, pks))
-        ):
+        for pk, day, score in self._nps_rows(conn, as_of, cfg, pks):
             out[pk].append(NpsResponse(day, score))
         return out
 
     def _open_tickets(
         self, conn: Connection, as_of: date, pks: Pks
     ) -> dict[int, list[OpenTicket]]:
-        end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
         out: dict[int, list[OpenTicket]] = defaultdict(list)
         for pk, priority, kind in conn.execute(
-            select(T.c.account_pk, T.c.priority, T.c.kind).where(
-                T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end),
-                _where_pk(T.c.account_pk, pks),
-            )
+            select(T.c.account_pk, T.c.priority, T.c.kind)
+            .where(*_open_tickets(as_of), _where_pk(T.c.account_pk, pks))
         ):
             out[pk].append(OpenTicket(priority, kind))
         return out
@@ -527,10 +628,8 @@ class Book:
     ) -> dict[int, list[OverdueInvoice]]:
         out: dict[int, list[OverdueInvoice]] = defaultdict(list)
         for pk, amount, due in conn.execute(
-            select(I.c.account_pk, I.c.amount, I.c.due_date).where(
-                I.c.due_date < as_of, or_(I.c.paid_date.is_(None), I.c.paid_date > as_of),
-                _where_pk(I.c.account_pk, pks),
-            )
+            select(I.c.account_pk, I.c.amount, I.c.due_date)
+            .where(*_overdue(as_of), _where_pk(I.c.account_pk, pks))
         ):
             out[pk].append(OverdueInvoice(Decimal(amount), due))
         return out

@@ -99,6 +99,24 @@ def test_one_account_and_the_whole_book_agree(book):
         assert book.book.account_inputs(account, AS_OF, cfg) == one  # the health card's own read
 
 
+def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
+    """`Book.score_columns` (a whole-book run's read) against `health_inputs` (one account's)."""
+    from bot.core.bulk import Columns
+    from bot.store import PkRange
+
+    cfg = HealthConfig()
+    store = book.book
+    usage = store.usage_read(AS_OF, cfg)
+    for span in [*store.pk_ranges(2), PkRange(0, 10**9)]:
+        got = store.score_columns(AS_OF, cfg, span, usage)
+        inputs = sorted(store.health_inputs(AS_OF, cfg, span), key=lambda i: i.account.pk)
+        want = Columns.of(inputs, cfg, AS_OF)
+        for name, value in vars(want).items():
+            same = getattr(got, name)
+            assert (list(same) if hasattr(same, "tolist") else same) == (
+                list(value) if hasattr(value, "tolist") else value), name
+
+
 def test_kinds_never_imported_are_unknown_not_zero(service, csv_file):
     service.import_file("accounts", csv_file("a.csv", "account_id,name,start_date\nA1,One,2025-01-01"))
     [only] = service.book.health_inputs(AS_OF, HealthConfig())
@@ -240,13 +258,13 @@ def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk, wor
 
 
 def test_a_run_that_fails_leaves_the_day_as_it_was(book, monkeypatch):
-    from bot.core import health
+    from bot.core import bulk
     from bot.scoring import score_and_store
 
     book.score(AS_OF)
     before = book.book.snapshots(AS_OF)
     calls = {"n": 0}
-    real = health.score_account
+    real = bulk.score_columns
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -254,7 +272,7 @@ def test_a_run_that_fails_leaves_the_day_as_it_was(book, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("bot.scoring.score_account", failing)
+    monkeypatch.setattr("bot.scoring.score_columns", failing)
     with pytest.raises(RuntimeError):
         score_and_store(book.book, HealthConfig(), AS_OF, chunk=1)
     assert book.book.snapshots(AS_OF) == before

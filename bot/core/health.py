@@ -11,7 +11,8 @@ the watch band, and that cap is itself a driver with the points it took away.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from math import floor
@@ -19,7 +20,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from bot.config import HealthConfig
-from bot.core.model import Driver, HealthInputs, HealthScore, UsageWindow
+from bot.core.model import Driver, HealthInputs, HealthScore, OpenTicket, UsageWindow
 
 
 @dataclass(frozen=True)
@@ -194,14 +195,25 @@ def _nps(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Rea
     return Reading("nps", sub, {"latest": latest.score, "nps": nps, "responses": len(answers)}, text)
 
 
+def ticket_load(tickets: Iterable[OpenTicket], cfg: HealthConfig) -> float:
+    """The weighted load of open tickets: each one's priority weight, times the bug multiplier for
+    bugs. Summed by kind of ticket in a fixed order, so that any reading of the same tickets (one
+    account's, or a whole book's in `bulk`) gives the same float."""
+    return ticket_load_of(Counter((t.priority, t.kind == "bug") for t in tickets), cfg)
+
+
+def ticket_load_of(kinds: Mapping[tuple[str, bool], int], cfg: HealthConfig) -> float:
+    """`ticket_load` from the number of open tickets of each (priority, is a bug)."""
+    load = 0.0
+    for (priority, bug), count in sorted(kinds.items()):
+        load += count * (cfg.ticket_weights.get(priority, 1.0) * (cfg.bug_multiplier if bug else 1.0))
+    return load
+
+
 def _tickets(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     if inp.open_tickets is None:
         return None
-    load = 0.0
-    for t in inp.open_tickets:
-        weight = cfg.ticket_weights.get(t.priority, 1.0)
-        load += weight * (cfg.bug_multiplier if t.kind == "bug" else 1.0)
-    load = round(load, 2)
+    load = round(ticket_load(inp.open_tickets, cfg), 2)
     count = len(inp.open_tickets)
     if count == 0:
         return Reading("tickets", 100.0, 0, "no open support tickets")
@@ -268,6 +280,8 @@ FACTORS: tuple[Factor, ...] = (
     _engagement, _usage_trend, _stickiness, _seats, _nps, _tickets, _invoices, _last_touch, _champion,
     _renewal,
 )
+FACTOR_NAMES = ("engagement", "usage_trend", "stickiness", "seat_utilisation", "nps", "tickets", "invoices",
+                "last_touch", "champion", "renewal")  # what each of FACTORS reads as, in order
 
 
 def score_account(

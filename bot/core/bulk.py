@@ -1,0 +1,418 @@
+"""The scorecard of `health.py`, a chunk of accounts at a time, on columns: what a whole-book run uses.
+
+`score_account` reads one account's evidence and builds its drivers one by one: about 60 µs an
+account, most of it Python objects, formatting and JSON, where the arithmetic is a few dozen float
+operations. Here every factor is computed for the whole chunk with NumPy, and the snapshot rows
+(`SnapshotRow`, drivers as the JSON `score_account`'s would encode to) are assembled from per-factor
+pieces. The result is the same, bit for bit (tests/core/test_bulk.py checks it against
+`score_account` on generated books):
+
+- floats go through the same operations in the same order (a factor left out adds 0.0, which
+  changes no sum), and Python's own `round` rounds what `score_account` rounds;
+- texts are the same f-strings, escaped as `json.dumps` escapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _js
+from typing import Any
+
+import numpy as np
+
+from bot.config import HealthConfig
+from bot.core.health import FACTOR_NAMES, Peers, band_of, lookback_days, ticket_load
+from bot.core.model import HealthInputs
+
+Array = np.ndarray[Any, Any]
+NONE = 0  # an ordinal no day has: "no date" in the date columns (date.min is ordinal 1)
+
+
+@dataclass
+class Columns:
+    """A chunk of accounts as columns: everything the scorecard reads about them.
+
+    Dates are ordinals (`date.toordinal()`), 0 for none. A `*_known` flag is False when the book has
+    no rows of that kind at all (the factor is then left out, never scored as zero)."""
+
+    pk: list[int]
+    start: Array
+    churn: Array  # 0: not churned
+    seats: Array  # 0 for none: the scorecard reads 0 seats and no seats alike
+    renewal: Array
+    # usage (None when the book has no usage: then no usage factor, no forgotten zone)
+    usage_known: bool
+    user_days: Array
+    prev_user_days: Array
+    peak_dau: Array
+    mau: Array  # -1: no user-level rows for the account
+    last_active: Array
+    # NPS answers in the window: how many, promoters, detractors, and the latest (by day, then import)
+    nps_n: Array
+    nps_promoters: Array
+    nps_detractors: Array
+    nps_latest: Array
+    nps_latest_day: Array
+    tickets_known: bool
+    tickets_open: Array
+    tickets_urgent: Array
+    tickets_bugs: Array
+    tickets_load: list[float]  # `ticket_load` of each account's open tickets
+    invoices_known: bool
+    overdue_n: Array
+    overdue_worst: Array  # days past due of the oldest overdue invoice
+    overdue_total: list[Decimal]
+    touches_known: bool
+    last_touch: Array
+    champions_known: bool
+    champion: Array
+
+    @property
+    def size(self) -> int:
+        return len(self.pk)
+
+    @classmethod
+    def of(cls, inputs: Sequence[HealthInputs], cfg: HealthConfig, as_of: date) -> Columns:
+        """The columns of inputs read one account at a time (what tests compare the two paths on)."""
+        def ordinal(d: date | None) -> int:
+            return NONE if d is None else d.toordinal()
+
+        n = len(inputs)
+        usage_known = bool(inputs) and inputs[0].usage is not None
+        c = cls(
+            pk=[i.account.pk for i in inputs],
+            start=np.array([i.account.start_date.toordinal() for i in inputs], dtype=np.int64),
+            churn=np.array([ordinal(i.account.churn_date) for i in inputs], dtype=np.int64),
+            seats=np.array([i.account.seats or 0 for i in inputs], dtype=np.int64),
+            renewal=np.array([ordinal(i.account.renewal_date) for i in inputs], dtype=np.int64),
+            usage_known=usage_known,
+            user_days=np.zeros(n, np.int64), prev_user_days=np.zeros(n, np.int64),
+            peak_dau=np.zeros(n, np.int64), mau=np.full(n, -1, np.int64), last_active=np.zeros(n, np.int64),
+            nps_n=np.zeros(n, np.int64), nps_promoters=np.zeros(n, np.int64),
+            nps_detractors=np.zeros(n, np.int64), nps_latest=np.zeros(n, np.int64),
+            nps_latest_day=np.zeros(n, np.int64),
+            tickets_known=bool(inputs) and inputs[0].open_tickets is not None,
+            tickets_open=np.zeros(n, np.int64), tickets_urgent=np.zeros(n, np.int64),
+            tickets_bugs=np.zeros(n, np.int64), tickets_load=[0.0] * n,
+            invoices_known=bool(inputs) and inputs[0].overdue_invoices is not None,
+            overdue_n=np.zeros(n, np.int64), overdue_worst=np.zeros(n, np.int64),
+            overdue_total=[Decimal(0)] * n,
+            touches_known=bool(inputs) and inputs[0].touches_known,
+            last_touch=np.array([ordinal(i.last_touch) for i in inputs], dtype=np.int64),
+            champions_known=bool(inputs) and inputs[0].has_champion is not None,
+            champion=np.array([bool(i.has_champion) for i in inputs], dtype=bool),
+        )
+        since = as_of.toordinal() - cfg.nps_days
+        for k, i in enumerate(inputs):
+            if i.usage is not None:
+                u = i.usage
+                c.user_days[k], c.prev_user_days[k], c.peak_dau[k] = u.user_days, u.prev_user_days, u.peak_dau
+                c.mau[k] = -1 if u.mau is None else u.mau
+                c.last_active[k] = ordinal(u.last_active)
+            answers = sorted((r for r in i.nps if since < r.day.toordinal() <= as_of.toordinal()),
+                             key=lambda r: r.day)
+            if answers:
+                c.nps_n[k] = len(answers)
+                c.nps_promoters[k] = sum(1 for r in answers if r.score >= 9)
+                c.nps_detractors[k] = sum(1 for r in answers if r.score <= 6)
+                c.nps_latest[k], c.nps_latest_day[k] = answers[-1].score, answers[-1].day.toordinal()
+            if i.open_tickets:
+                c.tickets_open[k] = len(i.open_tickets)
+                c.tickets_urgent[k] = sum(1 for t in i.open_tickets if t.priority == "urgent")
+                c.tickets_bugs[k] = sum(1 for t in i.open_tickets if t.kind == "bug")
+                c.tickets_load[k] = ticket_load(i.open_tickets, cfg)
+            if i.overdue_invoices:
+                c.overdue_n[k] = len(i.overdue_invoices)
+                c.overdue_worst[k] = max((as_of - v.due_date).days for v in i.overdue_invoices)
+                c.overdue_total[k] = sum((v.amount for v in i.overdue_invoices), Decimal(0))
+        return c
+
+
+def _linear(value: Array, zero_at: float, full_at: float) -> Array:
+    """`health._linear` on an array: the same operations, element by element."""
+    if full_at == zero_at:
+        return np.full(len(value), 100.0)
+    return np.maximum(0.0, np.minimum(100.0, 100.0 * (value - zero_at) / (full_at - zero_at)))
+
+
+def _rounded(values: Array, digits: int) -> list[float]:
+    """Python's `round` (correctly rounded), which NumPy's `round` is not always."""
+    return [round(v, digits) for v in values.tolist()]
+
+
+def _plural(n: float, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
+def _fragment(factor: str, value: str, impact: float, explanation: str) -> str:
+    """One driver as `json.dumps` writes `Driver.to_dict()` (value already encoded)."""
+    return (f'{{"factor": "{factor}", "value": {value}, "impact": {impact!r}, '
+            f'"explanation": {_js(explanation)}}}')
+
+
+class _Factor:
+    """One factor over the chunk: where it reads (mask), its sub-scores and, lazily, its pieces."""
+
+    def __init__(self, name: str, mask: Array, sub: Array) -> None:
+        self.name = name
+        self.mask = mask
+        self.sub = np.where(mask, sub, 0.0)
+        self.values: dict[int, str] = {}  # index → the JSON of the driver's value
+        self.texts: dict[int, str] = {}
+
+
+# (account pk, score, band, danger, forgotten, stickiness, engagement, peer, drivers JSON): a snapshot
+# without its day and run time, which the store's writer adds
+SnapshotRow = tuple[int, int, str, bool, bool, float | None, float | None, bool, str]
+
+
+def score_columns(
+    c: Columns, cfg: HealthConfig, as_of: date, peers: Peers, weights: dict[str, float]
+) -> tuple[list[SnapshotRow], list[str]]:
+    """The snapshot rows of a chunk (as `store.snapshot_row(pk, score_account(...), is_peer(...))`)
+    and each account's band (for the run's counts)."""
+    n = c.size
+    day = as_of.toordinal()
+    W = cfg.window_days
+    ud = c.user_days.astype(np.float64)
+    usage = np.full(n, c.usage_known)
+    has_mau = usage & (c.mau > 0)
+    # engagement_of: seats, else monthly users, else peak daily users; 0.0 when none of them
+    base = np.where(c.seats > 0, c.seats, np.where(c.mau > 0, c.mau, c.peak_dau))
+    eng_raw = np.divide(ud, base, out=np.zeros(n), where=base > 0)
+    eng = np.array(_rounded(eng_raw, 2)) if n else np.zeros(0)
+    eng_list = eng.tolist()
+    threshold = peers.threshold
+    factors: list[_Factor] = []
+
+    # engagement
+    if len(peers.engagements) and c.usage_known:
+        sorted_peers = np.array(peers.engagements)
+        below = np.searchsorted(sorted_peers, eng, side="left")
+        equal = np.searchsorted(sorted_peers, eng, side="right") - below
+        f = _Factor("engagement", usage, 100.0 * (below + equal / 2) / len(sorted_peers))
+        share = (100.0 * below / len(sorted_peers)).tolist()
+        q = f"{cfg.danger_quantile:.0%}"
+        seats = c.seats.tolist()
+        for k in range(n):
+            v = eng_list[k]
+            text = (f"each {'seat' if seats[k] else 'user'} active {v:g} {_plural(v, 'day')} of the last "
+                    f"{W}; higher than {share[k]:.0f}% of peers")
+            if threshold is not None and v <= threshold:
+                text += f" (danger zone: {threshold:g} or less, the bottom {q})"
+            f.values[k], f.texts[k] = repr(v), text
+        factors.append(f)
+
+    # usage trend
+    prev = c.prev_user_days.astype(np.float64)
+    mask = usage & (c.prev_user_days > 0)
+    change = np.array(_rounded(np.divide(100.0 * (ud - prev), prev, out=np.zeros(n), where=mask), 1)) \
+        if n else np.zeros(0)
+    sub = np.where(change <= 0, 50.0 * _linear(change, cfg.trend_floor_pct, 0) / 100,
+                   50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100)
+    f = _Factor("usage_trend", mask, sub)
+    changes = change.tolist()
+    for k in np.flatnonzero(mask).tolist():
+        ch = changes[k]
+        f.values[k] = repr(ch)
+        f.texts[k] = (f"usage flat against the previous {W} days" if ch == 0 else
+                      f"usage {'down' if ch < 0 else 'up'} {abs(ch):,.4g}% against the previous {W} days")
+    factors.append(f)
+
+    # stickiness (and the snapshot's stickiness column)
+    stick_raw = np.divide(ud / W, c.mau, out=np.zeros(n), where=has_mau)
+    stick = np.array(_rounded(stick_raw, 3)) if n else np.zeros(0)
+    f = _Factor("stickiness", has_mau, _linear(stick, 0, cfg.stickiness_target))
+    target = f"{cfg.stickiness_target:.0%}"
+    stick_list = stick.tolist()
+    for k in np.flatnonzero(has_mau).tolist():
+        v = stick_list[k]
+        f.values[k] = repr(v)
+        f.texts[k] = f"stickiness {v:.0%} against a target of {target} (daily ÷ monthly active users)"
+    factors.append(f)
+
+    # seat utilisation
+    mask = usage & (c.seats > 0)
+    users = np.where(c.mau >= 0, c.mau, c.peak_dau)
+    util = np.array(_rounded(np.divide(users, c.seats, out=np.zeros(n), where=mask), 3)) if n else np.zeros(0)
+    f = _Factor("seat_utilisation", mask, _linear(util, 0, cfg.seat_target))
+    utils, user_list, seat_list, mau_list = util.tolist(), users.tolist(), c.seats.tolist(), c.mau.tolist()
+    for k in np.flatnonzero(mask).tolist():
+        v = utils[k]
+        who = "monthly active users" if mau_list[k] >= 0 else "peak daily users"
+        f.values[k] = repr(v)
+        f.texts[k] = f"{user_list[k]} {who} on {seat_list[k]} seats ({v:.0%} utilisation)"
+    factors.append(f)
+
+    # NPS
+    mask = c.nps_n > 0
+    nps_n = np.maximum(c.nps_n, 1)
+    nps = [round(x) for x in (100 * (c.nps_promoters - c.nps_detractors) / nps_n).tolist()]
+    nps_arr = np.array(nps, dtype=np.float64) if n else np.zeros(0)
+    sub = 0.5 * c.nps_latest * 10 + 0.5 * (nps_arr + 100) / 2
+    sub = np.where(c.nps_latest <= 6, np.minimum(sub, 40.0), sub)
+    f = _Factor("nps", mask, sub)
+    latests, counts, answer_days = c.nps_latest.tolist(), c.nps_n.tolist(), c.nps_latest_day.tolist()
+    for k in np.flatnonzero(mask).tolist():
+        latest, count = latests[k], counts[k]
+        kind = "promoter" if latest >= 9 else "detractor" if latest <= 6 else "passive"
+        answered = date.fromordinal(answer_days[k]).isoformat()
+        text = f"latest NPS answer {latest} ({kind}, {answered})"
+        if count > 1:
+            text += f"; NPS {nps[k]:+d} from {count} answers in the last {cfg.nps_days} days"
+        f.values[k] = f'{{"latest": {latest}, "nps": {nps[k]}, "responses": {count}}}'
+        f.texts[k] = text
+    factors.append(f)
+
+    # tickets
+    if c.tickets_known:
+        load = np.array(_rounded(np.array(c.tickets_load, dtype=np.float64), 2)) if n else np.zeros(0)
+        none_open = c.tickets_open == 0
+        f = _Factor("tickets", np.ones(n, bool),
+                    np.where(none_open, 100.0, 100.0 - _linear(load, 0, cfg.ticket_zero_load)))
+        opened, urgents, bug_counts, loads = (
+            c.tickets_open.tolist(), c.tickets_urgent.tolist(), c.tickets_bugs.tolist(), load.tolist())
+        for k in range(n):
+            count = opened[k]
+            if count == 0:
+                f.values[k], f.texts[k] = "0", "no open support tickets"
+                continue
+            said = [f"{count} open ticket{'s' if count != 1 else ''}"]
+            if urgents[k]:
+                said.append(f"{urgents[k]} urgent")
+            bugs = bug_counts[k]
+            if bugs:
+                said.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
+            v = loads[k]
+            f.values[k], f.texts[k] = repr(v), ", ".join(said) + f" (weighted load {v:g})"
+        factors.append(f)
+
+    # invoices
+    if c.invoices_known:
+        none_due = c.overdue_n == 0
+        sub = np.where(none_due, 100.0, 40.0 * (1 - _linear(c.overdue_worst.astype(np.float64), 0,
+                                                             cfg.invoice_zero_days) / 100))
+        f = _Factor("invoices", np.ones(n, bool), sub)
+        overdue, worsts = c.overdue_n.tolist(), c.overdue_worst.tolist()
+        for k in range(n):
+            count = overdue[k]
+            if count == 0:
+                f.values[k], f.texts[k] = "0", "no overdue invoices"
+                continue
+            worst = worsts[k]
+            f.values[k] = str(worst)
+            f.texts[k] = (f"{count} overdue invoice{'s' if count != 1 else ''} totalling "
+                          f"{c.overdue_total[k]:,.2f}; the oldest {worst} {_plural(worst, 'day')} past due")
+        factors.append(f)
+
+    # last touch
+    if c.touches_known:
+        touched = c.last_touch != NONE
+        days = day - c.last_touch
+        sub = np.where(touched, 100.0 - _linear(days.astype(np.float64), cfg.touch_fresh_days,
+                                                cfg.touch_stale_days), 0.0)
+        f = _Factor("last_touch", np.ones(n, bool), sub)
+        touches, ago = c.last_touch.tolist(), days.tolist()
+        for k in range(n):
+            if touches[k] == NONE:
+                f.values[k], f.texts[k] = "null", "no recorded touch with this account"
+            else:
+                d = ago[k]
+                f.values[k] = str(d)
+                f.texts[k] = f"last touch {d} days ago ({date.fromordinal(touches[k]).isoformat()})"
+        factors.append(f)
+
+    # champion
+    if c.champions_known:
+        f = _Factor("champion", np.ones(n, bool), np.where(c.champion, 100.0, 0.0))
+        for k, champion in enumerate(c.champion.tolist()):
+            if champion:
+                f.values[k], f.texts[k] = "true", "a champion contact is on record"
+            else:
+                f.values[k], f.texts[k] = "false", "no champion contact on record"
+        factors.append(f)
+
+    # renewal
+    mask = c.renewal != NONE
+    days = c.renewal - day
+    sub = np.where(days < 0, 50.0, _linear(days.astype(np.float64), 0, cfg.renewal_horizon_days))
+    f = _Factor("renewal", mask, sub)
+    ahead, renewals = days.tolist(), c.renewal.tolist()
+    for k in np.flatnonzero(mask).tolist():
+        d = ahead[k]
+        iso = date.fromordinal(renewals[k]).isoformat()
+        f.values[k] = str(d)
+        f.texts[k] = (f"renewal date {iso} has passed; is it up to date?" if d < 0 else
+                      f"renewal in {d} days ({iso})")
+    factors.append(f)
+
+    # the weighted mean over the factors with data (and a weight), in FACTOR_NAMES order
+    factors = [f for f in factors if weights[f.name] > 0]
+    factors.sort(key=lambda f: FACTOR_NAMES.index(f.name))
+    total = np.zeros(n)
+    acc = np.zeros(n)
+    for f in factors:
+        w = weights[f.name]
+        total = total + np.where(f.mask, w, 0.0)
+        acc = acc + np.where(f.mask, w * f.sub, 0.0)
+    scored = total > 0
+    raw = np.divide(acc, total, out=np.full(n, 50.0), where=scored)
+    score = np.clip(np.rint(raw), 0, 100).astype(np.int64)  # rint: half to even, as Python's round
+    impacts = []
+    for f in factors:
+        w = weights[f.name]
+        exact = np.divide(w, total, out=np.zeros(n), where=scored) * (f.sub - 50.0)
+        impacts.append(np.where(f.mask & scored, exact, np.nan))
+
+    # the forgotten zone: no use for `forgotten_days` (new accounts get that long first)
+    forgotten = usage & (day - c.start >= cfg.forgotten_days) & (
+        (c.last_active == NONE) | (day - c.last_active >= cfg.forgotten_days))
+    cap = max(0, cfg.bands.watch - 1)
+    lost = np.where(forgotten, np.maximum(0, score - cap), 0)
+    score = np.where(forgotten, np.minimum(score, cap), score)
+    danger = forgotten | (usage & (eng <= threshold)) if threshold is not None else forgotten
+    customer = (c.start <= day) & ((c.churn == NONE) | (day < c.churn))
+    peer = customer & usage & (c.user_days > 0)
+
+    # drivers: biggest impact first, then by name; the forgotten zone leads
+    rounded = [np.array(_rounded(i, 1)) if n else np.zeros(0) for i in impacts]
+    order = np.argsort(np.array([f.name for f in factors])) if factors else np.zeros(0, np.int64)
+    names = [factors[j].name for j in order.tolist()]
+    if factors:
+        matrix = np.stack([rounded[j] for j in order.tolist()], axis=1)  # columns by name
+        key = np.where(np.isnan(matrix), np.inf, -np.abs(matrix))
+        ranks = np.argsort(key, axis=1, kind="stable").tolist()
+        present = (~np.isnan(matrix)).sum(axis=1).tolist()
+        by_name = [factors[j] for j in order.tolist()]
+        imp_lists = [m.tolist() for m in matrix.T]
+    lookback = lookback_days(cfg)
+    scores = score.tolist()
+    bands = [band_of(s, cfg) for s in scores]
+    forgotten_list, danger_list, peer_list, mau_known = (
+        forgotten.tolist(), danger.tolist(), peer.tolist(), has_mau.tolist())
+    last_list, lost_list = c.last_active.tolist(), lost.tolist()
+    rows: list[SnapshotRow] = []
+    for k in range(n):
+        parts: list[str] = []
+        if forgotten_list[k]:
+            last = last_list[k]
+            used = date.fromordinal(last).isoformat() if last != NONE else None
+            lk = float(lost_list[k])
+            since = f"last used {used}" if used else f"no use on record in the last {lookback} days"
+            capped = f"; score capped at {cap}" if lk else ""
+            text = f"no product use in the last {cfg.forgotten_days} days ({since}){capped}"
+            value = "null" if used is None else _js(used)
+            parts.append(_fragment("forgotten_zone", value, -lk if lk else 0.0, text))
+        if factors:
+            for j in ranks[k][:present[k]]:
+                f = by_name[j]
+                parts.append(_fragment(names[j], f.values[k], imp_lists[j][k], f.texts[k]))
+        rows.append((
+            c.pk[k], scores[k], bands[k], danger_list[k], forgotten_list[k],
+            stick_list[k] if mau_known[k] else None, eng_list[k] if c.usage_known else None, peer_list[k],
+            "[" + ", ".join(parts) + "]",
+        ))
+    return rows, bands
