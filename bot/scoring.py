@@ -1,26 +1,26 @@
 """The whole-book scoring run behind `keepwell score`: set-based reads, chunked, pipelined, streamed.
 
-1. One aggregate reads every account's usage windows (`Book.usage_read`), and the accounts' start,
-   churn and seats: enough to choose the day's peers and place the danger-zone line before any
-   account is scored.
-2. The accounts are cut into ranges of primary keys. A reader thread fetches the next range's other
-   evidence (accounts, NPS, tickets, invoices, touches, champions) on a connection of its own while
-   this thread scores the current one: the database (and its driver, which lets go of the GIL while
-   it waits) works beside the scoring on a second core.
-3. Each scored chunk goes straight into the day's snapshots through the driver (`executemany` on
-   SQLite, `COPY` on PostgreSQL), inside one transaction that replaced the day's old snapshots and
-   records the run at the end: a failed run leaves the previous snapshots as they were.
+1. The accounts are cut into ranges of primary keys. A reader thread reads the first ranges' evidence
+   (accounts, NPS, tickets, invoices, touches, champions) straight into columns (`Book.score_columns`)
+   while this thread reads every account's usage windows in one aggregate (`Book.usage_read`) and
+   places the day's peers and the danger-zone line, which every range needs before it is scored.
+2. Each range is scored at once on its columns (`bot.core.bulk`: NumPy, the same rows as
+   `score_account` gives one account at a time) while the reader fetches the next.
+3. A writer thread, on a connection of its own, deletes the day's old snapshots and stores each scored
+   range as it comes (`executemany` on SQLite, `COPY` on PostgreSQL) in one transaction that records
+   the run at the end: a failed run, wherever it fails, leaves the previous snapshots as they were.
 
-Memory is the usage windows of the book (a few small numbers per account) plus a few chunks,
-whatever the size of the book; the result is the same as scoring the whole book at once
+The database and its driver let go of the GIL while they work, so reads, scoring and writes overlap
+on two cores. Memory is the usage windows of the book (a few small numbers per account) plus a few
+ranges, whatever the size of the book; the result is the same as scoring the whole book at once
 (`score_book`).
 
 From `PARALLEL_FROM` accounts on, step 2 runs in worker processes (one per core, at most
 `MAX_WORKERS`): scoring is Python and holds the GIL, so a second core only helps from another
 process. Each worker has its own engine; it is sent a range with that range's usage windows, reads
-the rest of the range's evidence, scores it and sends back the rows ready to store, and this process
-writes them. Workers start from a fork server (never a fork of this process, which may hold threads
-and open connections); starting one costs about a second, hence the threshold.
+the rest of the range's evidence, scores it and sends back the rows ready to store. Workers start
+from a fork server (never a fork of this process, which may hold threads and open connections);
+starting one costs about a second, hence the threshold.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from queue import Full, Queue
 from typing import Any
 
 from bot.config import HealthConfig
@@ -43,7 +44,9 @@ from bot.core.model import UsageWindow
 from bot.db.engine import make_engine
 from bot.store import Book, PkRange, SnapshotRow, UsageRead
 
-CHUNK = 5_000  # accounts per chunk: big enough that each query is one efficient range scan
+CHUNK = 2_500  # accounts per chunk: each query is one efficient range scan; small enough to overlap
+READ_AHEAD = 4  # chunks read ahead of the scoring (at 10,000 accounts: all, while the usage is read)
+IN_FLIGHT = 2  # chunks scored ahead of the writing
 PARALLEL_FROM = 50_000  # accounts: below this, starting worker processes costs more than it saves
 MAX_WORKERS = 4
 
@@ -121,41 +124,90 @@ def score_and_store(
 
     `workers`: processes to score in (default: one per core from `PARALLEL_FROM` accounts, else 0,
     which scores in this process with a reader thread)."""
-    usage = book.usage_read(as_of, cfg)
-    peers = day_peers(book, as_of, cfg, usage)
     spans = book.pk_ranges(chunk)
     if workers is None:
         large = book.account_count() >= PARALLEL_FROM
         workers = min(MAX_WORKERS, os.cpu_count() or 1) if large else 0
     tally = _Tally()
-    with book.snapshot_writer(as_of) as writer:
-        writer.threshold = peers.threshold
-        chunks = (_in_processes(book, cfg, as_of, peers, usage, spans, workers) if workers > 1
-                  else _in_thread(book, cfg, as_of, peers, usage, spans))
-        for rows, part in chunks:
-            writer.write_rows(rows)
-            tally.add(part)
-    return RunTotals(writer.accounts, tally.customers,
+    run: dict[str, Any] = {}
+    with ThreadPoolExecutor(1, "keepwell-score-write") as writing:
+        rows_in: Queue[list[SnapshotRow] | _Abort | None] = Queue(maxsize=IN_FLIGHT)
+        stored = writing.submit(_store, book, as_of, rows_in, run)
+        try:
+            if workers > 1:
+                usage = book.usage_read(as_of, cfg)
+                run["peers"] = day_peers(book, as_of, cfg, usage)
+                chunks = _in_processes(book, cfg, as_of, run["peers"], usage, spans, workers)
+            else:
+                chunks = _in_thread(book, cfg, as_of, spans, run)
+            for rows, part in chunks:
+                _hand(rows_in, rows, stored)
+                tally.add(part)
+            _hand(rows_in, None, stored)
+        except BaseException:
+            if not stored.done():
+                _hand(rows_in, _Abort(), stored)
+            raise
+        accounts = stored.result()
+    peers: Peers = run["peers"]
+    return RunTotals(accounts, tally.customers,
                      {b: tally.bands[b] for b in ("healthy", "watch", "at_risk")},
                      tally.danger, tally.forgotten, peers.threshold, workers if workers > 1 else 0,
                      tally.worker_peak_mb)
 
 
+class _Abort:
+    """Sent to the writer thread when scoring failed: it rolls the day back."""
+
+
+class _Aborted(Exception):
+    pass
+
+
+def _store(book: Book, as_of: date, rows_in: Queue[list[SnapshotRow] | _Abort | None],
+           run: dict[str, Any]) -> int:
+    """The writer thread: replace the day's snapshots with the rows as they come, in one transaction.
+
+    On its own connection, so the day's old rows are deleted, and each chunk stored, while this
+    process reads and scores the next ones."""
+    with book.snapshot_writer(as_of) as writer:
+        while (rows := rows_in.get()) is not None:
+            if isinstance(rows, _Abort):
+                raise _Aborted
+            writer.write_rows(rows)
+        writer.threshold = run["peers"].threshold
+    return writer.accounts
+
+
+def _hand(rows_in: Queue[Any], item: Any, stored: Future[int]) -> None:
+    """Queue rows for the writer thread, or raise its error if it has stopped."""
+    while True:
+        try:
+            rows_in.put(item, timeout=0.1)
+            return
+        except Full:
+            if stored.done():
+                stored.result()  # raises the writer's error
+                raise RuntimeError("the snapshot writer stopped early") from None
+
+
 def _in_thread(
-    book: Book, cfg: HealthConfig, as_of: date, peers: Peers, usage: UsageRead, spans: list[PkRange]
+    book: Book, cfg: HealthConfig, as_of: date, spans: list[PkRange], run: dict[str, Any]
 ) -> Iterator[tuple[list[SnapshotRow], _Tally]]:
-    """Score here, chunk after chunk, while a reader thread fetches the next chunk's evidence."""
+    """Score here, chunk after chunk, while a reader thread fetches the next chunks' evidence.
+
+    The reader starts on the first chunks while this thread reads the usage windows and places the
+    day's peers (`run["peers"]`), which every chunk needs before it can be scored."""
     weights = cfg.weights.model_dump()
-
-    def fetch(span: PkRange) -> Columns:
-        return book.score_columns(as_of, cfg, span, usage)
-
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
-        pending = reader.submit(fetch, spans[0]) if spans else None
+        ahead = deque(reader.submit(book.score_columns, as_of, cfg, span) for span in spans[:READ_AHEAD])
+        usage = book.usage_read(as_of, cfg)
+        peers = run["peers"] = day_peers(book, as_of, cfg, usage)
         for i in range(len(spans)):
-            assert pending is not None
-            columns = pending.result()
-            pending = reader.submit(fetch, spans[i + 1]) if i + 1 < len(spans) else None
+            columns = ahead.popleft().result()
+            if i + READ_AHEAD < len(spans):
+                ahead.append(reader.submit(book.score_columns, as_of, cfg, spans[i + READ_AHEAD]))
+            columns.add_usage(usage.windows)
             yield _score_chunk(columns, cfg, as_of, peers, weights)
 
 

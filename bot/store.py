@@ -447,10 +447,11 @@ class Book:
         )
 
     def score_columns(
-        self, as_of: date, cfg: HealthConfig, pks: PkRange, usage_read: UsageRead,
+        self, as_of: date, cfg: HealthConfig, pks: PkRange, usage_read: UsageRead | None = None,
         conn: Connection | None = None,
     ) -> Columns:
-        """What `health_inputs` reads about a range of accounts, as the columns `bulk` scores.
+        """What `health_inputs` reads about a range of accounts, as the columns `bulk` scores (the usage
+        windows when given; else `Columns.add_usage` adds them once read).
 
         The same evidence read the same way, aggregated per account as it arrives: no Python object
         per account or per row (tests/test_store.py checks it equals `Columns.of(health_inputs)`)."""
@@ -467,11 +468,10 @@ class Book:
                 return np.fromiter((0 if r[i] is None else r[i].toordinal() for r in accounts), np.int64, n)
 
             zeros = partial(np.zeros, n, np.int64)
-            windows = usage_read.windows
             c = Columns(
                 pk=pk, start=ordinals(1), churn=ordinals(2),
                 seats=np.fromiter((r[3] or 0 for r in accounts), np.int64, n), renewal=ordinals(4),
-                usage_known=windows is not None,
+                usage_known=False,
                 user_days=zeros(), prev_user_days=zeros(), peak_dau=zeros(), mau=np.full(n, -1, np.int64),
                 last_active=zeros(), nps_n=zeros(), nps_promoters=zeros(), nps_detractors=zeros(),
                 nps_latest=zeros(), nps_latest_day=zeros(),
@@ -482,15 +482,8 @@ class Book:
                 touches_known=self._has(conn, TO), last_touch=zeros(),
                 champions_known=self._has(conn, C), champion=np.zeros(n, bool),
             )
-            if windows is not None:
-                empty = UsageWindow()
-                got = [windows.get(p, empty) for p in pk]
-                c.user_days = np.fromiter((u.user_days for u in got), np.int64, n)
-                c.prev_user_days = np.fromiter((u.prev_user_days for u in got), np.int64, n)
-                c.peak_dau = np.fromiter((u.peak_dau for u in got), np.int64, n)
-                c.mau = np.fromiter((-1 if u.mau is None else u.mau for u in got), np.int64, n)
-                c.last_active = np.fromiter(
-                    (0 if u.last_active is None else u.last_active.toordinal() for u in got), np.int64, n)
+            if usage_read is not None:
+                c.add_usage(usage_read.windows)
             nps: dict[int, list[int]] = {}  # k → [answers, promoters, detractors, latest, its day]
             for p, day, score in self._nps_rows(conn, as_of, cfg, pks).all():  # by account, day, import
                 seen = nps.setdefault(at[p], [0, 0, 0, 0, 0])

@@ -257,6 +257,28 @@ def test_a_chunked_run_stores_what_scoring_the_whole_book_gives(book, chunk, wor
     assert flagged == {i.account.pk for i in inputs if is_peer(i, AS_OF)}
 
 
+def test_a_run_whose_writes_fail_raises_and_leaves_the_day_as_it_was(book, monkeypatch):
+    """The snapshots are written by a thread of their own: its error reaches the caller, nothing hangs."""
+    from bot.scoring import score_and_store
+    from bot.store import SnapshotWriter
+
+    book.score(AS_OF)
+    before = book.book.snapshots(AS_OF)
+    real = SnapshotWriter.write_rows
+    calls = {"n": 0}
+
+    def failing(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(self, rows)
+
+    monkeypatch.setattr(SnapshotWriter, "write_rows", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        score_and_store(book.book, HealthConfig(), AS_OF, chunk=1)
+    assert book.book.snapshots(AS_OF) == before
+
+
 def test_a_run_that_fails_leaves_the_day_as_it_was(book, monkeypatch):
     from bot.core import bulk
     from bot.scoring import score_and_store

@@ -14,7 +14,7 @@ pieces. The result is the same, bit for bit (tests/core/test_bulk.py checks it a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,7 +25,7 @@ import numpy as np
 
 from bot.config import HealthConfig
 from bot.core.health import FACTOR_NAMES, Peers, band_of, lookback_days, ticket_load
-from bot.core.model import HealthInputs
+from bot.core.model import HealthInputs, UsageWindow
 
 Array = np.ndarray[Any, Any]
 NONE = 0  # an ordinal no day has: "no date" in the date columns (date.min is ordinal 1)
@@ -73,6 +73,20 @@ class Columns:
     @property
     def size(self) -> int:
         return len(self.pk)
+
+    def add_usage(self, windows: Mapping[int, UsageWindow] | None) -> None:
+        """The accounts' usage windows (None: the book has no usage at all)."""
+        self.usage_known = windows is not None
+        if windows is None:
+            return
+        n, empty = self.size, UsageWindow()
+        got = [windows.get(p, empty) for p in self.pk]
+        self.user_days = np.fromiter((u.user_days for u in got), np.int64, n)
+        self.prev_user_days = np.fromiter((u.prev_user_days for u in got), np.int64, n)
+        self.peak_dau = np.fromiter((u.peak_dau for u in got), np.int64, n)
+        self.mau = np.fromiter((-1 if u.mau is None else u.mau for u in got), np.int64, n)
+        self.last_active = np.fromiter(
+            (NONE if u.last_active is None else u.last_active.toordinal() for u in got), np.int64, n)
 
     @classmethod
     def of(cls, inputs: Sequence[HealthInputs], cfg: HealthConfig, as_of: date) -> Columns:
@@ -139,29 +153,43 @@ def _linear(value: Array, zero_at: float, full_at: float) -> Array:
 
 
 def _rounded(values: Array, digits: int) -> list[float]:
-    """Python's `round` (correctly rounded), which NumPy's `round` is not always."""
-    return [round(v, digits) for v in values.tolist()]
+    """Python's `round(v, digits)` of each value, which NumPy's `round` is not always.
+
+    Python rounds the exact value and returns the float nearest the decimal result; `rint` of the
+    scaled value, divided back, gives that same float unless the scaled value is within its own
+    rounding error of a half, where only Python's answer is right: those few are rounded by Python."""
+    scale = 10.0 ** digits
+    scaled = values * scale
+    out = (np.rint(scaled) / scale).tolist()
+    near = np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < 1e-6
+    for k in np.flatnonzero(near).tolist():
+        out[k] = round(float(values[k]), digits)
+    return out
 
 
 def _plural(n: float, word: str) -> str:
     return word if n == 1 else word + "s"
 
 
-def _fragment(factor: str, value: str, impact: float, explanation: str) -> str:
-    """One driver as `json.dumps` writes `Driver.to_dict()` (value already encoded)."""
-    return (f'{{"factor": "{factor}", "value": {value}, "impact": {impact!r}, '
-            f'"explanation": {_js(explanation)}}}')
+def _fragment(factor: str, value: str, explanation: str) -> tuple[str, str]:
+    """One driver as `json.dumps` writes `Driver.to_dict()`, in the two pieces around its impact
+    (the value comes as JSON already)."""
+    return f'{{"factor": "{factor}", "value": {value}, "impact": ', f', "explanation": {_js(explanation)}}}'
 
 
 class _Factor:
-    """One factor over the chunk: where it reads (mask), its sub-scores and, lazily, its pieces."""
+    """One factor over the chunk: where it reads (mask), its sub-scores and each account's driver."""
 
     def __init__(self, name: str, mask: Array, sub: Array) -> None:
         self.name = name
         self.mask = mask
         self.sub = np.where(mask, sub, 0.0)
-        self.values: dict[int, str] = {}  # index → the JSON of the driver's value
-        self.texts: dict[int, str] = {}
+        self.pieces: list[tuple[str, str] | None] = [None] * len(mask)  # each driver's JSON around its impact
+        self.head = f'{{"factor": "{name}", "value": '
+
+    def say(self, k: int, value: str, explanation: str) -> None:
+        """Account k's driver: its value (as JSON) and explanation."""
+        self.pieces[k] = self.head + value + ', "impact": ', f', "explanation": {_js(explanation)}}}'
 
 
 # (account pk, score, band, danger, forgotten, stickiness, engagement, peer, drivers JSON): a snapshot
@@ -183,7 +211,7 @@ def score_columns(
     # engagement_of: seats, else monthly users, else peak daily users; 0.0 when none of them
     base = np.where(c.seats > 0, c.seats, np.where(c.mau > 0, c.mau, c.peak_dau))
     eng_raw = np.divide(ud, base, out=np.zeros(n), where=base > 0)
-    eng = np.array(_rounded(eng_raw, 2)) if n else np.zeros(0)
+    eng = np.array(_rounded(eng_raw, 2), dtype=np.float64)
     eng_list = eng.tolist()
     threshold = peers.threshold
     factors: list[_Factor] = []
@@ -203,55 +231,52 @@ def score_columns(
                     f"{W}; higher than {share[k]:.0f}% of peers")
             if threshold is not None and v <= threshold:
                 text += f" (danger zone: {threshold:g} or less, the bottom {q})"
-            f.values[k], f.texts[k] = repr(v), text
+            f.say(k, repr(v), text)
         factors.append(f)
 
     # usage trend
     prev = c.prev_user_days.astype(np.float64)
     mask = usage & (c.prev_user_days > 0)
-    change = np.array(_rounded(np.divide(100.0 * (ud - prev), prev, out=np.zeros(n), where=mask), 1)) \
-        if n else np.zeros(0)
+    change = np.array(_rounded(np.divide(100.0 * (ud - prev), prev, out=np.zeros(n), where=mask), 1),
+                      dtype=np.float64)
     sub = np.where(change <= 0, 50.0 * _linear(change, cfg.trend_floor_pct, 0) / 100,
                    50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100)
     f = _Factor("usage_trend", mask, sub)
     changes = change.tolist()
     for k in np.flatnonzero(mask).tolist():
         ch = changes[k]
-        f.values[k] = repr(ch)
-        f.texts[k] = (f"usage flat against the previous {W} days" if ch == 0 else
-                      f"usage {'down' if ch < 0 else 'up'} {abs(ch):,.4g}% against the previous {W} days")
+        f.say(k, repr(ch), f"usage flat against the previous {W} days" if ch == 0 else
+              f"usage {'down' if ch < 0 else 'up'} {abs(ch):,.4g}% against the previous {W} days")
     factors.append(f)
 
     # stickiness (and the snapshot's stickiness column)
     stick_raw = np.divide(ud / W, c.mau, out=np.zeros(n), where=has_mau)
-    stick = np.array(_rounded(stick_raw, 3)) if n else np.zeros(0)
+    stick = np.array(_rounded(stick_raw, 3), dtype=np.float64)
     f = _Factor("stickiness", has_mau, _linear(stick, 0, cfg.stickiness_target))
     target = f"{cfg.stickiness_target:.0%}"
     stick_list = stick.tolist()
     for k in np.flatnonzero(has_mau).tolist():
         v = stick_list[k]
-        f.values[k] = repr(v)
-        f.texts[k] = f"stickiness {v:.0%} against a target of {target} (daily ÷ monthly active users)"
+        f.say(k, repr(v), f"stickiness {v:.0%} against a target of {target} (daily ÷ monthly active users)")
     factors.append(f)
 
     # seat utilisation
     mask = usage & (c.seats > 0)
     users = np.where(c.mau >= 0, c.mau, c.peak_dau)
-    util = np.array(_rounded(np.divide(users, c.seats, out=np.zeros(n), where=mask), 3)) if n else np.zeros(0)
+    util = np.array(_rounded(np.divide(users, c.seats, out=np.zeros(n), where=mask), 3), dtype=np.float64)
     f = _Factor("seat_utilisation", mask, _linear(util, 0, cfg.seat_target))
     utils, user_list, seat_list, mau_list = util.tolist(), users.tolist(), c.seats.tolist(), c.mau.tolist()
     for k in np.flatnonzero(mask).tolist():
         v = utils[k]
         who = "monthly active users" if mau_list[k] >= 0 else "peak daily users"
-        f.values[k] = repr(v)
-        f.texts[k] = f"{user_list[k]} {who} on {seat_list[k]} seats ({v:.0%} utilisation)"
+        f.say(k, repr(v), f"{user_list[k]} {who} on {seat_list[k]} seats ({v:.0%} utilisation)")
     factors.append(f)
 
     # NPS
     mask = c.nps_n > 0
     nps_n = np.maximum(c.nps_n, 1)
-    nps = [round(x) for x in (100 * (c.nps_promoters - c.nps_detractors) / nps_n).tolist()]
-    nps_arr = np.array(nps, dtype=np.float64) if n else np.zeros(0)
+    nps_arr = np.rint(100 * (c.nps_promoters - c.nps_detractors) / nps_n)  # as Python's round: half to even
+    nps = nps_arr.astype(np.int64).tolist()
     sub = 0.5 * c.nps_latest * 10 + 0.5 * (nps_arr + 100) / 2
     sub = np.where(c.nps_latest <= 6, np.minimum(sub, 40.0), sub)
     f = _Factor("nps", mask, sub)
@@ -263,13 +288,12 @@ def score_columns(
         text = f"latest NPS answer {latest} ({kind}, {answered})"
         if count > 1:
             text += f"; NPS {nps[k]:+d} from {count} answers in the last {cfg.nps_days} days"
-        f.values[k] = f'{{"latest": {latest}, "nps": {nps[k]}, "responses": {count}}}'
-        f.texts[k] = text
+        f.say(k, f'{{"latest": {latest}, "nps": {nps[k]}, "responses": {count}}}', text)
     factors.append(f)
 
     # tickets
     if c.tickets_known:
-        load = np.array(_rounded(np.array(c.tickets_load, dtype=np.float64), 2)) if n else np.zeros(0)
+        load = np.array(_rounded(np.array(c.tickets_load, dtype=np.float64), 2), dtype=np.float64)
         none_open = c.tickets_open == 0
         f = _Factor("tickets", np.ones(n, bool),
                     np.where(none_open, 100.0, 100.0 - _linear(load, 0, cfg.ticket_zero_load)))
@@ -278,7 +302,7 @@ def score_columns(
         for k in range(n):
             count = opened[k]
             if count == 0:
-                f.values[k], f.texts[k] = "0", "no open support tickets"
+                f.say(k, "0", "no open support tickets")
                 continue
             said = [f"{count} open ticket{'s' if count != 1 else ''}"]
             if urgents[k]:
@@ -287,7 +311,7 @@ def score_columns(
             if bugs:
                 said.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
             v = loads[k]
-            f.values[k], f.texts[k] = repr(v), ", ".join(said) + f" (weighted load {v:g})"
+            f.say(k, repr(v), ", ".join(said) + f" (weighted load {v:g})")
         factors.append(f)
 
     # invoices
@@ -300,12 +324,11 @@ def score_columns(
         for k in range(n):
             count = overdue[k]
             if count == 0:
-                f.values[k], f.texts[k] = "0", "no overdue invoices"
+                f.say(k, "0", "no overdue invoices")
                 continue
             worst = worsts[k]
-            f.values[k] = str(worst)
-            f.texts[k] = (f"{count} overdue invoice{'s' if count != 1 else ''} totalling "
-                          f"{c.overdue_total[k]:,.2f}; the oldest {worst} {_plural(worst, 'day')} past due")
+            f.say(k, str(worst), f"{count} overdue invoice{'s' if count != 1 else ''} totalling "
+                  f"{c.overdue_total[k]:,.2f}; the oldest {worst} {_plural(worst, 'day')} past due")
         factors.append(f)
 
     # last touch
@@ -318,11 +341,10 @@ def score_columns(
         touches, ago = c.last_touch.tolist(), days.tolist()
         for k in range(n):
             if touches[k] == NONE:
-                f.values[k], f.texts[k] = "null", "no recorded touch with this account"
+                f.say(k, "null", "no recorded touch with this account")
             else:
                 d = ago[k]
-                f.values[k] = str(d)
-                f.texts[k] = f"last touch {d} days ago ({date.fromordinal(touches[k]).isoformat()})"
+                f.say(k, str(d), f"last touch {d} days ago ({date.fromordinal(touches[k]).isoformat()})")
         factors.append(f)
 
     # champion
@@ -330,9 +352,9 @@ def score_columns(
         f = _Factor("champion", np.ones(n, bool), np.where(c.champion, 100.0, 0.0))
         for k, champion in enumerate(c.champion.tolist()):
             if champion:
-                f.values[k], f.texts[k] = "true", "a champion contact is on record"
+                f.say(k, "true", "a champion contact is on record")
             else:
-                f.values[k], f.texts[k] = "false", "no champion contact on record"
+                f.say(k, "false", "no champion contact on record")
         factors.append(f)
 
     # renewal
@@ -344,9 +366,8 @@ def score_columns(
     for k in np.flatnonzero(mask).tolist():
         d = ahead[k]
         iso = date.fromordinal(renewals[k]).isoformat()
-        f.values[k] = str(d)
-        f.texts[k] = (f"renewal date {iso} has passed; is it up to date?" if d < 0 else
-                      f"renewal in {d} days ({iso})")
+        f.say(k, str(d), f"renewal date {iso} has passed; is it up to date?" if d < 0 else
+              f"renewal in {d} days ({iso})")
     factors.append(f)
 
     # the weighted mean over the factors with data (and a weight), in FACTOR_NAMES order
@@ -378,16 +399,19 @@ def score_columns(
     peer = customer & usage & (c.user_days > 0)
 
     # drivers: biggest impact first, then by name; the forgotten zone leads
-    rounded = [np.array(_rounded(i, 1)) if n else np.zeros(0) for i in impacts]
+    rounded = [np.array(_rounded(i, 1), dtype=np.float64) for i in impacts]
     order = np.argsort(np.array([f.name for f in factors])) if factors else np.zeros(0, np.int64)
-    names = [factors[j].name for j in order.tolist()]
     if factors:
         matrix = np.stack([rounded[j] for j in order.tolist()], axis=1)  # columns by name
         key = np.where(np.isnan(matrix), np.inf, -np.abs(matrix))
         ranks = np.argsort(key, axis=1, kind="stable").tolist()
         present = (~np.isnan(matrix)).sum(axis=1).tolist()
-        by_name = [factors[j] for j in order.tolist()]
-        imp_lists = [m.tolist() for m in matrix.T]
+        # each factor's drivers, complete, then each account's in name order
+        drivers = list(zip(*(
+            [None if p is None else p[0] + repr(i) + p[1]
+             for p, i in zip(factors[j].pieces, m.tolist(), strict=True)]
+            for j, m in zip(order.tolist(), matrix.T, strict=True)
+        ), strict=True))
     lookback = lookback_days(cfg)
     scores = score.tolist()
     bands = [band_of(s, cfg) for s in scores]
@@ -404,12 +428,11 @@ def score_columns(
             since = f"last used {used}" if used else f"no use on record in the last {lookback} days"
             capped = f"; score capped at {cap}" if lk else ""
             text = f"no product use in the last {cfg.forgotten_days} days ({since}){capped}"
-            value = "null" if used is None else _js(used)
-            parts.append(_fragment("forgotten_zone", value, -lk if lk else 0.0, text))
+            head, tail = _fragment("forgotten_zone", "null" if used is None else _js(used), text)
+            parts.append(head + repr(-lk if lk else 0.0) + tail)
         if factors:
-            for j in ranks[k][:present[k]]:
-                f = by_name[j]
-                parts.append(_fragment(names[j], f.values[k], imp_lists[j][k], f.texts[k]))
+            mine = drivers[k]
+            parts.extend([mine[j] for j in ranks[k][:present[k]]])
         rows.append((
             c.pk[k], scores[k], bands[k], danger_list[k], forgotten_list[k],
             stick_list[k] if mau_known[k] else None, eng_list[k] if c.usage_known else None, peer_list[k],

@@ -95,3 +95,16 @@ def test_columns_store_what_score_account_says_for_every_account(
     for got, want in zip(rows, expected, strict=True):
         assert got == want, f"{json.loads(got[-1])}\n!=\n{json.loads(want[-1])}"
     assert bands == [r[2] for r in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6) | st.integers(-10**6, 10**6).map(lambda i: i / 200), min_size=1),
+       st.sampled_from([1, 2, 3]))
+def test_rounding_a_column_is_pythons_round_of_each_value(values: list[float], digits: int) -> None:
+    """Halves such as 0.15 or 2.675 (not exactly halves in binary) round as Python rounds them."""
+    import numpy as np
+
+    from bot.core.bulk import _rounded
+
+    got = _rounded(np.array(values, dtype=np.float64), digits)
+    assert [repr(v) for v in got] == [repr(round(v, digits)) for v in values]
