@@ -558,20 +558,27 @@ class Book:
         recent = U.c.day > w
         # Driven from the accounts, each account's window is a range seek on usage_daily's primary key
         # (account_pk, day): it reads the window's rows, where filtering on the day alone scans the
-        # whole year (SQLite: 0.39 s against 0.64 s at 10k accounts x 365 days).
-        window = A.join(U, and_(U.c.account_pk == A.c.id, U.c.day > lb, U.c.day <= as_of))
+        # whole year (SQLite: 0.39 s against 0.64 s at 10k accounts x 365 days). PostgreSQL reading
+        # the whole book does better scanning on its own, with parallel workers (0.13 s against 0.19).
+        in_window = and_(U.c.day > lb, U.c.day <= as_of)
+        source: Any
+        if pks is None and conn.dialect.name == "postgresql":
+            key, source, where = U.c.account_pk, U, in_window
+        else:
+            key, source = A.c.id, A.join(U, and_(U.c.account_pk == A.c.id, in_window))
+            where = _where_pk(A.c.id, pks)
         rows = conn.execute(
             select(
-                A.c.id,
+                key,
                 func.sum(case((recent, U.c.active_users), else_=0)),
                 func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
                 func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
                 func.max(case((recent, U.c.active_users), else_=0)),
                 func.max(case((U.c.active_users > 0, U.c.day), else_=None)),
             )
-            .select_from(window)
-            .where(_where_pk(A.c.id, pks))
-            .group_by(A.c.id)
+            .select_from(source)
+            .where(where)
+            .group_by(key)
         )
         mau: dict[int, int] = dict(conn.execute(
             select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
