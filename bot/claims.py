@@ -25,6 +25,7 @@ from bot.db import models as m
 
 J = m.table_of(m.JobRun)
 LEASE = timedelta(minutes=5)
+KEEP_RUNS = timedelta(days=400)  # how long finished periods are remembered (housekeeping prunes older)
 
 
 def me() -> str:
@@ -89,6 +90,14 @@ class Claims:
         with self.engine.begin() as conn:
             conn.execute(J.delete().where(and_(J.c.job == claim.job, J.c.period == claim.period,
                                                J.c.state == "claimed", J.c.owner == claim.owner)))
+
+    def prune(self, before: datetime) -> int:
+        """Forget the periods claimed before `before`; returns how many.
+
+        Periods are dated (a digest's week, a reminder's renewal date and offset), so one claimed more
+        than a year ago can never fall due again; `KEEP_RUNS` is longer than that."""
+        with self.engine.begin() as conn:
+            return conn.execute(J.delete().where(J.c.claimed_at < before)).rowcount
 
     def last_done(self, job: str) -> tuple[str, str | None] | None:
         """The latest period of a job that finished, with its result."""

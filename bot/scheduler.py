@@ -19,7 +19,7 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot.claims import Claim, Claims
+from bot.claims import KEEP_RUNS, Claim, Claims
 from bot.core.digest import Digest
 from bot.core.schedule import Schedule, due, parse_schedule
 from bot.errors import BadInput, ChannelUnavailable
@@ -30,6 +30,7 @@ from bot.slack import nudge_blocks as NB
 from bot.slack.blocks import Reply, digest_blocks
 
 log = logging.getLogger("keepwell.scheduler")
+KEEP_DELIVERIES = timedelta(days=7)  # Slack retries a delivery within minutes; a week is plenty
 
 
 class Outbound(Protocol):
@@ -112,7 +113,24 @@ class Scheduler:
             log.log(logging.WARNING if outcome == "failed" else logging.INFO, "job run", extra=fields(
                 job=job.name, period=period, outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1)))
+        self._housekeeping(now)
         return ran
+
+    def _housekeeping(self, now: datetime) -> None:
+        """Once a day (claimed like a job, so one instance does it): forget what no longer matters, so
+        the bookkeeping tables stay small however long the deployment runs."""
+        claim = self.claims.claim("housekeeping", now.date().isoformat())
+        if claim is None:
+            return
+        try:
+            runs = self.claims.prune(self.claims.clock() - KEEP_RUNS)
+            deliveries = self.service.journal.prune_deliveries(datetime.now(UTC) - KEEP_DELIVERIES)
+        except Exception as exc:  # the next tick tries again
+            log.warning("housekeeping failed: %s", exc)
+            self.claims.release(claim)
+            return
+        self.claims.done(claim, json.dumps({"job_runs": runs, "slack_deliveries": deliveries}))
+        log.info("housekeeping", extra=fields(job_runs_pruned=runs, slack_deliveries_pruned=deliveries))
 
     def _run(self, job: Job, as_of: date, claim: Claim) -> str:
         if not self.service.book.scored_on(as_of):

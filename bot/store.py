@@ -910,6 +910,11 @@ class Journal:
         with self.engine.begin() as conn:
             return _insert_ignore(conn, SD, {"key": key[:200], "received_at": datetime.now(UTC)}, ["key"])
 
+    def prune_deliveries(self, before: datetime) -> int:
+        """Forget the Slack deliveries received before `before` (Slack retries within minutes)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(SD).where(SD.c.received_at < before)).rowcount
+
     def add_touch(
         self, pk: int, *, day: date, ref: str, author: str | None, note: str | None,
         channel: str = "other", team: str = "other", kind: str = "other", sentiment: str | None = None,

@@ -322,3 +322,45 @@ def test_digest_shows_reviews_detractors_and_overdue_invoices(alerts):
     assert digest.reviews_due == tuple(sorted(digest.reviews_due, key=lambda p: p[1]))
     shown = json.dumps(digest_blocks(digest).to_dict()["blocks"])
     assert "*Invoices overdue*" in shown and "INV-LATE" in shown
+
+
+# housekeeping -------------------------------------------------------------------------------------
+
+def test_housekeeping_forgets_old_periods_and_deliveries_once_a_day(reminders: World) -> None:
+    """A deployment that runs for years keeps its bookkeeping tables small: a tick prunes periods
+    claimed over `KEEP_RUNS` ago and Slack deliveries over a week old, once a day (one instance)."""
+    from datetime import timedelta
+
+    runs, deliveries = m.table_of(m.JobRun), m.table_of(m.SlackDelivery)
+    world = reminders
+    world.now = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+    real_now = datetime.now(UTC)
+
+    def old_rows(tag: str) -> None:
+        world.sql(insert(runs).values(job=f"nudge:old-{tag}", period="p", state="done", owner="x",
+                                      claimed_at=world.now - timedelta(days=401)))
+        world.sql(insert(deliveries).values(key=f"event:old-{tag}", received_at=real_now - timedelta(days=8)))
+
+    old_rows("1")
+    world.sql(insert(runs).values(job="nudge:recent", period="p", state="done", owner="x",
+                                  claimed_at=world.now - timedelta(days=300)))
+    world.sql(insert(deliveries).values(key="event:recent", received_at=real_now - timedelta(days=6)))
+
+    world.tick("2026-06-30")
+    with world.engine.connect() as conn:
+        jobs = set(conn.execute(select(runs.c.job)).scalars())
+        keys = set(conn.execute(select(deliveries.c.key)).scalars())
+        done = conn.execute(select(runs.c.result).where(runs.c.job == "housekeeping")).scalar_one()
+    assert "nudge:old-1" not in jobs and "nudge:recent" in jobs
+    assert keys == {"event:recent"}
+    assert json.loads(done) == {"job_runs": 1, "slack_deliveries": 1}
+    assert not world.service.journal.claim("event:recent")  # a late retry is still known
+
+    old_rows("2")
+    world.tick("2026-06-30", hour=18)  # the same day: done already
+    with world.engine.connect() as conn:
+        assert "nudge:old-2" in set(conn.execute(select(runs.c.job)).scalars())
+    world.tick("2026-07-01")
+    with world.engine.connect() as conn:
+        assert "nudge:old-2" not in set(conn.execute(select(runs.c.job)).scalars())
+        assert "event:old-2" not in set(conn.execute(select(deliveries.c.key)).scalars())
