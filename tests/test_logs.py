@@ -90,7 +90,10 @@ def test_tick_logs_one_line_per_job_run(tmp_path, monkeypatch, capsys, slack, bo
         assert " INFO keepwell.scheduler: job run job=digest:C0WEEKLY:all period=2026-06-22T09:00+02:00 " \
                "outcome=posted duration_ms=" in line
         return
-    [line] = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    [line] = [x for x in lines if x["message"] == "job run"]
+    [daily] = [x for x in lines if x["message"] == "housekeeping"]  # the day's pruning, once
+    assert daily["job_runs_pruned"] == 0 and daily["slack_deliveries_pruned"] == 0
     assert {k: line[k] for k in ("level", "logger", "message", "job", "period", "outcome")} == {
         "level": "info", "logger": "keepwell.scheduler", "message": "job run", "job": "digest:C0WEEKLY:all",
         "period": "2026-06-22T09:00+02:00", "outcome": "posted"}
