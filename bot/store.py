@@ -43,7 +43,7 @@ import bot.db.sqlite_adapters  # noqa: F401  (raw executemany on SQLite stores w
 from bot.config import HealthConfig
 from bot.core.bulk import Columns, SnapshotRow
 from bot.core.digest import State
-from bot.core.health import Peers, lookback_days, ticket_load_of
+from bot.core.health import Peers, explain, lookback_days, ticket_load_of
 from bot.core.model import (
     Account,
     Driver,
@@ -100,7 +100,18 @@ def _tags(text: str | None) -> tuple[str, ...]:
 SCORE_COLUMNS = (
     S.c.score, S.c.band, S.c.danger_zone, S.c.forgotten_zone, S.c.stickiness, S.c.engagement, S.c.drivers,
 )
-_DRIVER_SEP = '}, {"factor": '  # between two drivers as snapshot_row writes them (json.dumps' separators)
+# Drivers are stored as JSON in one of two forms, told apart by their start:
+# - as scored (`snapshot_row`, `bulk`): '[{"f": factor, "v": value, "i": impact, "x": [facts]}, …]', the
+#   explanation written from the facts when read (`health.explain`): a third of the bytes;
+# - given as text (and by earlier versions): '[{"factor": …, "value": …, "impact": …, "explanation": …}, …]'.
+_FORMS = (('[{"f": ', '}, {"f": '), ('[{"factor": ', '}, {"factor": '))  # (start, between two drivers)
+
+
+def _driver(piece: dict[str, Any]) -> Driver:
+    if "f" in piece:
+        factor, value, impact, facts = piece["f"], piece["v"], piece["i"], tuple(piece["x"])
+        return Driver(factor, value, impact, explain(factor, value, impact, facts), facts)
+    return Driver(**piece)
 
 
 def _drivers(text: str, known: dict[str, Driver]) -> tuple[Driver, ...]:
@@ -113,25 +124,28 @@ def _drivers(text: str, known: dict[str, Driver]) -> tuple[Driver, ...]:
     """
     if text == "[]":
         return ()
-    if text.startswith('[{"factor": ') and text.endswith("}]"):
-        parts = text[12:-2].split(_DRIVER_SEP)
-        try:
-            return tuple(map(known.__getitem__, parts))  # the usual case: every driver seen already
-        except KeyError:
-            pass
-        out: list[Driver] = []
-        for part in parts:
-            driver = known.get(part)
-            if driver is None:
-                try:
-                    driver = Driver(**json.loads('{"factor": ' + part + "}"))
-                except (ValueError, TypeError):
-                    break
-                known[part] = driver
-            out.append(driver)
-        else:
-            return tuple(out)
-    return tuple(Driver(**d) for d in json.loads(text))
+    for start, between in _FORMS:
+        if text.startswith(start) and text.endswith("}]"):
+            parts = text[len(start):-2].split(between)
+            try:
+                return tuple(map(known.__getitem__, parts))  # the usual case: every driver seen already
+            except KeyError:
+                pass
+            head = start[1:]
+            out: list[Driver] = []
+            for part in parts:
+                driver = known.get(part)
+                if driver is None:
+                    try:
+                        driver = _driver(json.loads(head + part + "}"))
+                    except (ValueError, TypeError, KeyError):
+                        break
+                    known[part] = driver
+                out.append(driver)
+            else:
+                return tuple(out)
+            break
+    return tuple(_driver(d) for d in json.loads(text))
 
 
 def _score(row: Sequence[Any], at: int, account_id: str, name: str, known: dict[str, Driver],
@@ -232,7 +246,14 @@ class SnapshotWriter:
 
 def snapshot_row(pk: int, s: HealthScore, peer: bool) -> SnapshotRow:
     return (pk, s.score, s.band, s.danger_zone, s.forgotten_zone, s.stickiness, s.engagement, peer,
-            _drivers_json([d.to_dict() for d in s.drivers]))
+            drivers_json(s.drivers))
+
+
+def drivers_json(drivers: Sequence[Driver]) -> str:
+    """Drivers as stored: by their facts where all have them (as scored), else with their texts."""
+    if all(d.facts is not None for d in drivers):
+        return _drivers_json([{"f": d.factor, "v": d.value, "i": d.impact, "x": d.facts} for d in drivers])
+    return _drivers_json([d.to_dict() for d in drivers])
 
 
 class Book:

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import delete, select
 
 from bot.config import HealthConfig
+from bot.core.health import explain
 from bot.core.model import Driver, NpsResponse, OpenTicket, OverdueInvoice
 from bot.core.retention import mrr_on, retention
 from bot.errors import BadInput
-from bot.store import S, Scored, _drivers
+from bot.store import S, Scored, _drivers, drivers_json
 
 AS_OF = date(2026, 6, 30)
 
@@ -190,8 +191,11 @@ def test_stored_health_is_each_account_with_its_snapshot_and_previous_score(book
     assert first is not None and all(s.health.previous_score is None for s in first)
     with book.book.engine.connect() as conn:  # the drivers as stored, parsed the plain way
         raw = dict(conn.execute(select(S.c.account_pk, S.c.drivers).where(S.c.as_of == AS_OF)).all())
-    for s in stored:
-        assert s.health.drivers == tuple(Driver(**d) for d in json.loads(raw[s.account.pk]))
+    for s in stored:  # as scored: each driver's facts, its explanation written from them when read
+        plain = json.loads(raw[s.account.pk])
+        assert s.health.drivers == tuple(
+            Driver(d["f"], d["v"], d["i"], explain(d["f"], d["v"], d["i"], d["x"])) for d in plain)
+        assert "explanation" not in raw[s.account.pk]
     a1 = stored[0].account.pk  # missing from the last run (by hand): its score of 3 days ago is previous
     with book.book.engine.begin() as conn:
         conn.execute(delete(S).where(S.c.account_pk == a1, S.c.as_of == AS_OF - timedelta(days=1)))
@@ -211,6 +215,11 @@ def test_stored_drivers_are_read_back_whatever_their_text():
         for text in (json.dumps([d.to_dict() for d in drivers], default=str),  # as snapshot_row writes
                      json.dumps([d.to_dict() for d in drivers], separators=(",", ":"))):
             assert _drivers(text, {}) == tuple(Driver(**d) for d in json.loads(text))
+    scored = [Driver("renewal", 12, -4.2, "renewal in 12 days (2026-07-12)", ("2026-07-12",)),
+              Driver("champion", False, -5.0, "no champion contact on record", ())]
+    for drivers in ([], scored, scored[::-1]):  # as scored: by facts, the texts written again
+        assert _drivers(drivers_json(drivers), {}) == tuple(drivers)
+        assert [d.facts for d in _drivers(drivers_json(drivers), {})] == [d.facts for d in drivers]
     other = Driver("renewal", 12, -4.2, "renewal in 12 days (2026-07-12)")
     known: dict[str, Driver] = {}
     one = _drivers(json.dumps([plain.to_dict(), other.to_dict()]), known)

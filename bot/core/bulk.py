@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from json.encoder import encode_basestring_ascii as _js
 from typing import Any
 
 import numpy as np
@@ -167,14 +166,10 @@ def _rounded(values: Array, digits: int) -> list[float]:
     return out
 
 
-def _plural(n: float, word: str) -> str:
-    return word if n == 1 else word + "s"
-
-
-def _fragment(factor: str, value: str, explanation: str) -> tuple[str, str]:
-    """One driver as `json.dumps` writes `Driver.to_dict()`, in the two pieces around its impact
-    (the value comes as JSON already)."""
-    return f'{{"factor": "{factor}", "value": {value}, "impact": ', f', "explanation": {_js(explanation)}}}'
+def _fragment(factor: str, value: str, facts: str) -> tuple[str, str]:
+    """One driver as `store.drivers_json` writes it, in the two pieces around its impact (value and
+    facts come as JSON already)."""
+    return f'{{"f": "{factor}", "v": {value}, "i": ', f', "x": {facts}}}'
 
 
 class _Factor:
@@ -185,11 +180,15 @@ class _Factor:
         self.mask = mask
         self.sub = np.where(mask, sub, 0.0)
         self.pieces: list[tuple[str, str] | None] = [None] * len(mask)  # each driver's JSON around its impact
-        self.head = f'{{"factor": "{name}", "value": '
+        self.head = f'{{"f": "{name}", "v": '
 
-    def say(self, k: int, value: str, explanation: str) -> None:
-        """Account k's driver: its value (as JSON) and explanation."""
-        self.pieces[k] = self.head + value + ', "impact": ', f', "explanation": {_js(explanation)}}}'
+    def say(self, k: int, value: str, facts: str) -> None:
+        """Account k's driver: its value and the facts its explanation is written from (as JSON)."""
+        self.pieces[k] = self.head + value + ', "i": ', ', "x": ' + facts + "}"
+
+
+def _json(value: float | None) -> str:
+    return "null" if value is None else repr(value)
 
 
 # (account pk, score, band, danger, forgotten, stickiness, engagement, peer, drivers JSON): a snapshot
@@ -223,15 +222,10 @@ def score_columns(
         equal = np.searchsorted(sorted_peers, eng, side="right") - below
         f = _Factor("engagement", usage, 100.0 * (below + equal / 2) / len(sorted_peers))
         share = (100.0 * below / len(sorted_peers)).tolist()
-        q = f"{cfg.danger_quantile:.0%}"
+        tail = f", {W}, {_json(threshold)}, {cfg.danger_quantile!r}]"
         seats = c.seats.tolist()
         for k in range(n):
-            v = eng_list[k]
-            text = (f"each {'seat' if seats[k] else 'user'} active {v:g} {_plural(v, 'day')} of the last "
-                    f"{W}; higher than {share[k]:.0f}% of peers")
-            if threshold is not None and v <= threshold:
-                text += f" (danger zone: {threshold:g} or less, the bottom {q})"
-            f.say(k, repr(v), text)
+            f.say(k, repr(eng_list[k]), f"[{1 if seats[k] else 0}, {share[k]:.0f}{tail}")
         factors.append(f)
 
     # usage trend
@@ -243,21 +237,19 @@ def score_columns(
                    50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100)
     f = _Factor("usage_trend", mask, sub)
     changes = change.tolist()
+    window = f"[{W}]"
     for k in np.flatnonzero(mask).tolist():
-        ch = changes[k]
-        f.say(k, repr(ch), f"usage flat against the previous {W} days" if ch == 0 else
-              f"usage {'down' if ch < 0 else 'up'} {abs(ch):,.4g}% against the previous {W} days")
+        f.say(k, repr(changes[k]), window)
     factors.append(f)
 
     # stickiness (and the snapshot's stickiness column)
     stick_raw = np.divide(ud / W, c.mau, out=np.zeros(n), where=has_mau)
     stick = np.array(_rounded(stick_raw, 3), dtype=np.float64)
     f = _Factor("stickiness", has_mau, _linear(stick, 0, cfg.stickiness_target))
-    target = f"{cfg.stickiness_target:.0%}"
+    target = f"[{cfg.stickiness_target!r}]"
     stick_list = stick.tolist()
     for k in np.flatnonzero(has_mau).tolist():
-        v = stick_list[k]
-        f.say(k, repr(v), f"stickiness {v:.0%} against a target of {target} (daily ÷ monthly active users)")
+        f.say(k, repr(stick_list[k]), target)
     factors.append(f)
 
     # seat utilisation
@@ -267,9 +259,7 @@ def score_columns(
     f = _Factor("seat_utilisation", mask, _linear(util, 0, cfg.seat_target))
     utils, user_list, seat_list, mau_list = util.tolist(), users.tolist(), c.seats.tolist(), c.mau.tolist()
     for k in np.flatnonzero(mask).tolist():
-        v = utils[k]
-        who = "monthly active users" if mau_list[k] >= 0 else "peak daily users"
-        f.say(k, repr(v), f"{user_list[k]} {who} on {seat_list[k]} seats ({v:.0%} utilisation)")
+        f.say(k, repr(utils[k]), f"[{user_list[k]}, {1 if mau_list[k] >= 0 else 0}, {seat_list[k]}]")
     factors.append(f)
 
     # NPS
@@ -282,13 +272,9 @@ def score_columns(
     f = _Factor("nps", mask, sub)
     latests, counts, answer_days = c.nps_latest.tolist(), c.nps_n.tolist(), c.nps_latest_day.tolist()
     for k in np.flatnonzero(mask).tolist():
-        latest, count = latests[k], counts[k]
-        kind = "promoter" if latest >= 9 else "detractor" if latest <= 6 else "passive"
         answered = date.fromordinal(answer_days[k]).isoformat()
-        text = f"latest NPS answer {latest} ({kind}, {answered})"
-        if count > 1:
-            text += f"; NPS {nps[k]:+d} from {count} answers in the last {cfg.nps_days} days"
-        f.say(k, f'{{"latest": {latest}, "nps": {nps[k]}, "responses": {count}}}', text)
+        f.say(k, f'{{"latest": {latests[k]}, "nps": {nps[k]}, "responses": {counts[k]}}}',
+              f'["{answered}", {cfg.nps_days}]')
     factors.append(f)
 
     # tickets
@@ -300,18 +286,10 @@ def score_columns(
         opened, urgents, bug_counts, loads = (
             c.tickets_open.tolist(), c.tickets_urgent.tolist(), c.tickets_bugs.tolist(), load.tolist())
         for k in range(n):
-            count = opened[k]
-            if count == 0:
-                f.say(k, "0", "no open support tickets")
-                continue
-            said = [f"{count} open ticket{'s' if count != 1 else ''}"]
-            if urgents[k]:
-                said.append(f"{urgents[k]} urgent")
-            bugs = bug_counts[k]
-            if bugs:
-                said.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
-            v = loads[k]
-            f.say(k, repr(v), ", ".join(said) + f" (weighted load {v:g})")
+            if opened[k] == 0:
+                f.say(k, "0", "[0, 0, 0]")
+            else:
+                f.say(k, repr(loads[k]), f"[{opened[k]}, {urgents[k]}, {bug_counts[k]}]")
         factors.append(f)
 
     # invoices
@@ -322,13 +300,10 @@ def score_columns(
         f = _Factor("invoices", np.ones(n, bool), sub)
         overdue, worsts = c.overdue_n.tolist(), c.overdue_worst.tolist()
         for k in range(n):
-            count = overdue[k]
-            if count == 0:
-                f.say(k, "0", "no overdue invoices")
-                continue
-            worst = worsts[k]
-            f.say(k, str(worst), f"{count} overdue invoice{'s' if count != 1 else ''} totalling "
-                  f"{c.overdue_total[k]:,.2f}; the oldest {worst} {_plural(worst, 'day')} past due")
+            if overdue[k] == 0:
+                f.say(k, "0", '[0, "0"]')
+            else:
+                f.say(k, str(worsts[k]), f'[{overdue[k]}, "{c.overdue_total[k]}"]')
         factors.append(f)
 
     # last touch
@@ -341,20 +316,16 @@ def score_columns(
         touches, ago = c.last_touch.tolist(), days.tolist()
         for k in range(n):
             if touches[k] == NONE:
-                f.say(k, "null", "no recorded touch with this account")
+                f.say(k, "null", "[]")
             else:
-                d = ago[k]
-                f.say(k, str(d), f"last touch {d} days ago ({date.fromordinal(touches[k]).isoformat()})")
+                f.say(k, str(ago[k]), f'["{date.fromordinal(touches[k]).isoformat()}"]')
         factors.append(f)
 
     # champion
     if c.champions_known:
         f = _Factor("champion", np.ones(n, bool), np.where(c.champion, 100.0, 0.0))
         for k, champion in enumerate(c.champion.tolist()):
-            if champion:
-                f.say(k, "true", "a champion contact is on record")
-            else:
-                f.say(k, "false", "no champion contact on record")
+            f.say(k, "true" if champion else "false", "[]")
         factors.append(f)
 
     # renewal
@@ -364,10 +335,7 @@ def score_columns(
     f = _Factor("renewal", mask, sub)
     ahead, renewals = days.tolist(), c.renewal.tolist()
     for k in np.flatnonzero(mask).tolist():
-        d = ahead[k]
-        iso = date.fromordinal(renewals[k]).isoformat()
-        f.say(k, str(d), f"renewal date {iso} has passed; is it up to date?" if d < 0 else
-              f"renewal in {d} days ({iso})")
+        f.say(k, str(ahead[k]), f'["{date.fromordinal(renewals[k]).isoformat()}"]')
     factors.append(f)
 
     # the weighted mean over the factors with data (and a weight), in FACTOR_NAMES order
@@ -412,7 +380,7 @@ def score_columns(
              for p, i in zip(factors[j].pieces, m.tolist(), strict=True)]
             for j, m in zip(order.tolist(), matrix.T, strict=True)
         ), strict=True))
-    lookback = lookback_days(cfg)
+    zone_facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
     scores = score.tolist()
     bands = [band_of(s, cfg) for s in scores]
     forgotten_list, danger_list, peer_list, mau_known = (
@@ -425,10 +393,7 @@ def score_columns(
             last = last_list[k]
             used = date.fromordinal(last).isoformat() if last != NONE else None
             lk = float(lost_list[k])
-            since = f"last used {used}" if used else f"no use on record in the last {lookback} days"
-            capped = f"; score capped at {cap}" if lk else ""
-            text = f"no product use in the last {cfg.forgotten_days} days ({since}){capped}"
-            head, tail = _fragment("forgotten_zone", "null" if used is None else _js(used), text)
+            head, tail = _fragment("forgotten_zone", "null" if used is None else f'"{used}"', zone_facts)
             parts.append(head + repr(-lk if lk else 0.0) + tail)
         if factors:
             mine = drivers[k]

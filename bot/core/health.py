@@ -15,9 +15,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from math import floor
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bot.config import HealthConfig
 from bot.core.model import Driver, HealthInputs, HealthScore, OpenTicket, UsageWindow
@@ -110,25 +111,83 @@ class Reading(NamedTuple):
     factor: str
     subscore: float
     value: object
-    explanation: str
+    facts: tuple[Any, ...]  # what the explanation says besides the value (`explain`)
 
 
 Factor = Callable[[HealthInputs, HealthConfig, date, Peers], Reading | None]
+
+
+def explain(factor: str, value: Any, impact: float, facts: Sequence[Any]) -> str:
+    """The sentence a driver shows, from its value and facts: what a stored score keeps of it, so the
+    sentence is written when someone reads it, not for every account of every run."""
+    if factor == "engagement":
+        seat, share, window, threshold, quantile = facts
+        text = (f"each {'seat' if seat else 'user'} active {value:g} {plural(value, 'day')} of the last "
+                f"{window}; higher than {share}% of peers")
+        if threshold is not None and value <= threshold:
+            text += f" (danger zone: {threshold:g} or less, the bottom {quantile:.0%})"
+        return text
+    if factor == "usage_trend":
+        (window,) = facts
+        if value == 0:
+            return f"usage flat against the previous {window} days"
+        return f"usage {'down' if value < 0 else 'up'} {abs(value):,.4g}% against the previous {window} days"
+    if factor == "stickiness":
+        (target,) = facts
+        return f"stickiness {value:.0%} against a target of {target:.0%} (daily ÷ monthly active users)"
+    if factor == "seat_utilisation":
+        users, monthly, seats = facts
+        who = "monthly active users" if monthly else "peak daily users"
+        return f"{users} {who} on {seats} seats ({value:.0%} utilisation)"
+    if factor == "nps":
+        answered, days = facts
+        latest, responses = value["latest"], value["responses"]
+        kind = "promoter" if latest >= 9 else "detractor" if latest <= 6 else "passive"
+        text = f"latest NPS answer {latest} ({kind}, {answered})"
+        if responses > 1:
+            text += f"; NPS {value['nps']:+d} from {responses} answers in the last {days} days"
+        return text
+    if factor == "tickets":
+        count, urgent, bugs = facts
+        if count == 0:
+            return "no open support tickets"
+        parts = [f"{count} open ticket{'s' if count != 1 else ''}"]
+        if urgent:
+            parts.append(f"{urgent} urgent")
+        if bugs:
+            parts.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
+        return ", ".join(parts) + f" (weighted load {value:g})"
+    if factor == "invoices":
+        count, total = facts
+        if count == 0:
+            return "no overdue invoices"
+        return (f"{count} overdue invoice{'s' if count != 1 else ''} totalling {Decimal(total):,.2f}; "
+                f"the oldest {value} {plural(value, 'day')} past due")
+    if factor == "last_touch":
+        if value is None:
+            return "no recorded touch with this account"
+        return f"last touch {value} days ago ({facts[0]})"
+    if factor == "champion":
+        return "a champion contact is on record" if value else "no champion contact on record"
+    if factor == "renewal":
+        if value < 0:  # more often a date nobody updated than a lapsed contract: say so
+            return f"renewal date {facts[0]} has passed; is it up to date?"
+        return f"renewal in {value} days ({facts[0]})"
+    if factor == "forgotten_zone":
+        days, lookback, cap = facts
+        since = f"last used {value}" if value else f"no use on record in the last {lookback} days"
+        capped = f"; score capped at {cap}" if impact else ""
+        return f"no product use in the last {days} days ({since}){capped}"
+    raise ValueError(f"no explanation for factor {factor!r}")
 
 
 def _engagement(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     value = engagement(inp)
     if value is None or not peers.engagements:
         return None
-    threshold = peers.threshold
-    unit = "seat" if inp.account.seats else "user"
-    text = (
-        f"each {unit} active {value:g} {plural(value, 'day')} of the last {cfg.window_days}; "
-        f"higher than {peers.share_below(value):.0f}% of peers"
-    )
-    if threshold is not None and value <= threshold:
-        text += f" (danger zone: {threshold:g} or less, the bottom {cfg.danger_quantile:.0%})"
-    return Reading("engagement", peers.percentile(value), value, text)
+    share = int(f"{peers.share_below(value):.0f}")
+    facts = (1 if inp.account.seats else 0, share, cfg.window_days, peers.threshold, cfg.danger_quantile)
+    return Reading("engagement", peers.percentile(value), value, facts)
 
 
 def _usage_trend(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
@@ -142,22 +201,14 @@ def _usage_trend(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers
         sub = 50.0 * _linear(change, cfg.trend_floor_pct, 0) / 100
     else:
         sub = 50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100
-    word = "down" if change < 0 else "up"
-    text = f"usage {word} {abs(change):,.4g}% against the previous {cfg.window_days} days"
-    if change == 0:
-        text = f"usage flat against the previous {cfg.window_days} days"
-    return Reading("usage_trend", sub, change, text)
+    return Reading("usage_trend", sub, change, (cfg.window_days,))
 
 
 def _stickiness(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     value = stickiness(inp, cfg.window_days)
     if value is None:
         return None
-    text = (
-        f"stickiness {value:.0%} against a target of {cfg.stickiness_target:.0%}"
-        " (daily ÷ monthly active users)"
-    )
-    return Reading("stickiness", _linear(value, 0, cfg.stickiness_target), value, text)
+    return Reading("stickiness", _linear(value, 0, cfg.stickiness_target), value, (cfg.stickiness_target,))
 
 
 def _seats(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
@@ -166,9 +217,8 @@ def _seats(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> R
         return None
     users = usage.mau if usage.mau is not None else usage.peak_dau
     value = round(users / seats, 3)
-    who = "monthly active users" if usage.mau is not None else "peak daily users"
-    text = f"{users} {who} on {seats} seats ({value:.0%} utilisation)"
-    return Reading("seat_utilisation", _linear(value, 0, cfg.seat_target), value, text)
+    facts = (users, 1 if usage.mau is not None else 0, seats)
+    return Reading("seat_utilisation", _linear(value, 0, cfg.seat_target), value, facts)
 
 
 _day = attrgetter("day")
@@ -186,13 +236,10 @@ def _nps(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Rea
     detractors = sum(1 for r in answers if r.score <= 6)
     nps = round(100 * (promoters - detractors) / len(answers))
     sub = 0.5 * latest.score * 10 + 0.5 * (nps + 100) / 2
-    kind = "promoter" if latest.score >= 9 else "detractor" if latest.score <= 6 else "passive"
-    if kind == "detractor":
+    if latest.score <= 6:
         sub = min(sub, 40.0)  # however good the history, a detractor's latest word never helps
-    text = f"latest NPS answer {latest.score} ({kind}, {latest.day.isoformat()})"
-    if len(answers) > 1:
-        text += f"; NPS {nps:+d} from {len(answers)} answers in the last {cfg.nps_days} days"
-    return Reading("nps", sub, {"latest": latest.score, "nps": nps, "responses": len(answers)}, text)
+    value = {"latest": latest.score, "nps": nps, "responses": len(answers)}
+    return Reading("nps", sub, value, (latest.day.isoformat(), cfg.nps_days))
 
 
 def ticket_load(tickets: Iterable[OpenTicket], cfg: HealthConfig) -> float:
@@ -213,53 +260,40 @@ def ticket_load_of(kinds: Mapping[tuple[str, bool], int], cfg: HealthConfig) -> 
 def _tickets(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     if inp.open_tickets is None:
         return None
-    load = round(ticket_load(inp.open_tickets, cfg), 2)
     count = len(inp.open_tickets)
     if count == 0:
-        return Reading("tickets", 100.0, 0, "no open support tickets")
+        return Reading("tickets", 100.0, 0, (0, 0, 0))
+    load = round(ticket_load(inp.open_tickets, cfg), 2)
     urgent = sum(1 for t in inp.open_tickets if t.priority == "urgent")
     bugs = sum(1 for t in inp.open_tickets if t.kind == "bug")
-    parts = [f"{count} open ticket{'s' if count != 1 else ''}"]
-    if urgent:
-        parts.append(f"{urgent} urgent")
-    if bugs:
-        parts.append(f"{bugs} bug{'s' if bugs != 1 else ''}")
-    text = ", ".join(parts) + f" (weighted load {load:g})"
-    return Reading("tickets", 100.0 - _linear(load, 0, cfg.ticket_zero_load), load, text)
+    return Reading("tickets", 100.0 - _linear(load, 0, cfg.ticket_zero_load), load, (count, urgent, bugs))
 
 
 def _invoices(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     if inp.overdue_invoices is None:
         return None
     if not inp.overdue_invoices:
-        return Reading("invoices", 100.0, 0, "no overdue invoices")
+        return Reading("invoices", 100.0, 0, (0, "0"))
     worst = max((as_of - i.due_date).days for i in inp.overdue_invoices)
-    total = sum(i.amount for i in inp.overdue_invoices)
-    count = len(inp.overdue_invoices)
+    total = sum((i.amount for i in inp.overdue_invoices), Decimal(0))
     sub = 40.0 * (1 - _linear(worst, 0, cfg.invoice_zero_days) / 100)  # overdue never helps
-    text = (
-        f"{count} overdue invoice{'s' if count != 1 else ''} totalling {total:,.2f}; "
-        f"the oldest {worst} {plural(worst, 'day')} past due"
-    )
-    return Reading("invoices", sub, worst, text)
+    return Reading("invoices", sub, worst, (len(inp.overdue_invoices), str(total)))
 
 
 def _last_touch(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     if not inp.touches_known:
         return None
     if inp.last_touch is None:
-        return Reading("last_touch", 0.0, None, "no recorded touch with this account")
+        return Reading("last_touch", 0.0, None, ())
     days = (as_of - inp.last_touch).days
     sub = 100.0 - _linear(days, cfg.touch_fresh_days, cfg.touch_stale_days)
-    return Reading("last_touch", sub, days, f"last touch {days} days ago ({inp.last_touch.isoformat()})")
+    return Reading("last_touch", sub, days, (inp.last_touch.isoformat(),))
 
 
 def _champion(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
     if inp.has_champion is None:
         return None
-    if inp.has_champion:
-        return Reading("champion", 100.0, True, "a champion contact is on record")
-    return Reading("champion", 0.0, False, "no champion contact on record")
+    return Reading("champion", 100.0 if inp.has_champion else 0.0, inp.has_champion, ())
 
 
 def _renewal(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) -> Reading | None:
@@ -267,13 +301,8 @@ def _renewal(inp: HealthInputs, cfg: HealthConfig, as_of: date, peers: Peers) ->
     if renewal is None:
         return None
     days = (renewal - as_of).days
-    if days < 0:  # more often a date nobody updated than a lapsed contract: say so, weigh nothing
-        return Reading(
-            "renewal", 50.0, days, f"renewal date {renewal.isoformat()} has passed; is it up to date?"
-        )
-    sub = _linear(days, 0, cfg.renewal_horizon_days)
-    text = f"renewal in {days} days ({renewal.isoformat()})"
-    return Reading("renewal", sub, days, text)
+    sub = 50.0 if days < 0 else _linear(days, 0, cfg.renewal_horizon_days)  # a passed date weighs nothing
+    return Reading("renewal", sub, days, (renewal.isoformat(),))
 
 
 FACTORS: tuple[Factor, ...] = (
@@ -304,7 +333,8 @@ def score_account(
         raw = sum(weights[r.factor] * r.subscore for r in readings) / total
         for r in readings:
             impact = round(weights[r.factor] / total * (r.subscore - 50.0), 1)
-            drivers.append(Driver(r.factor, r.value, impact, r.explanation))
+            drivers.append(Driver(r.factor, r.value, impact, explain(r.factor, r.value, impact, r.facts),
+                                  r.facts))
     drivers.sort(key=lambda d: (-abs(d.impact), d.factor))
     score = max(0, min(100, round(raw)))
     usage = inputs.usage
@@ -321,16 +351,11 @@ def score_account(
         cap = max(0, cfg.bands.watch - 1)
         lost = float(max(0, score - cap))
         score = min(score, cap)
-        since = (
-            f"last used {usage.last_active.isoformat()}" if usage.last_active
-            else f"no use on record in the last {lookback_days(cfg)} days"
-        )
-        capped = f"; score capped at {cap}" if lost else ""
-        drivers.insert(0, Driver(
-            "forgotten_zone", usage.last_active.isoformat() if usage.last_active else None,
-            -lost if lost else 0.0,
-            f"no product use in the last {cfg.forgotten_days} days ({since}){capped}",
-        ))
+        value = usage.last_active.isoformat() if usage.last_active else None
+        impact = -lost if lost else 0.0
+        facts = (cfg.forgotten_days, lookback_days(cfg), cap)
+        text = explain("forgotten_zone", value, impact, facts)
+        drivers.insert(0, Driver("forgotten_zone", value, impact, text, facts))
     return HealthScore(
         account_id=inputs.account.account_id,
         name=inputs.account.name,

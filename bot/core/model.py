@@ -79,6 +79,8 @@ class Driver:
     value: Any
     impact: float
     explanation: str
+    # what `health.explain` wrote the explanation from, stored in its place (None: given as text)
+    facts: tuple[Any, ...] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"factor": self.factor, "value": self.value, "impact": self.impact,
