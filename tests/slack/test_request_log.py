@@ -298,3 +298,41 @@ def test_keepwell_serve_logs_json_lines_and_no_body_even_at_debug(tmp_path):
     assert any(r["path"] == "/healthz" and r["level"] == "debug" for r in requests)  # debug is on
     for secret in (SECRET, BOT_TOKEN, VERIFICATION_TOKEN, MARKER, "serve-secret-path"):
         assert secret not in err
+
+
+# Bolt and the word "payload" ----------------------------------------------------------------------
+
+def test_a_command_whose_text_says_payload_reaches_the_app(bot):
+    """Bolt took any form body containing "payload" for an interactive payload, and so ran
+    `/keepwell health payload-co` as an empty request; SlackWSGI hands it over intact (and signed)."""
+    reply_to = bot.fake.response_url("said-payload")
+    status, _ = bot.send(slash_command("health payload-co", response_url=reply_to))
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while not (answers := [r for r in bot.fake.responses if r.name == "said-payload"]):
+        assert time.monotonic() < deadline, "the command never reached the app"
+        time.sleep(0.02)
+    assert "payload-co" in json.dumps(answers[0].payload)
+
+
+R = "https://hooks.example/r"
+
+
+@pytest.mark.parametrize(("body", "encoded"), [
+    (slash_command("note ACME the payload failed, payload=1 & more", response_url=R), True),
+    (slash_command("health acme", response_url=R), False),
+    (block_action("open_card", "payload"), False),  # a real interactive payload: Bolt reads it right
+    (url_verification("payload"), False),  # JSON
+], ids=["command", "no-mention", "interactive", "json"])
+def test_only_a_mention_of_payload_in_a_form_is_encoded_and_the_form_says_the_same(body, encoded):
+    from urllib.parse import parse_qsl
+
+    from bot.slack.http import without_payload_word
+
+    text = body.decode()
+    safe = without_payload_word(text)
+    assert (safe != text) is encoded
+    if encoded:
+        assert "payload" not in safe
+        assert parse_qsl(safe, keep_blank_values=True) == parse_qsl(text, keep_blank_values=True)
+        assert parsed(safe.encode())["text"] == "note ACME the payload failed, payload=1 & more"
