@@ -293,8 +293,14 @@ def drafts_apply(
     if mailbox and not google_configured(runtime.settings):
         raise BadInput("--mailbox needs Google credentials (keepwell auth google, or "
                        "GOOGLE_APPLICATION_CREDENTIALS with a service account)")
-    store = draft_store(mailbox)
     drafting = Drafting(runtime.service(db))
+    if google_configured(runtime.settings):  # a plan's drafts all go to one mailbox (Drafting.mailbox)
+        recorded = drafting.mailbox(plan_id, mailbox)
+        if mailbox and recorded and recorded != mailbox.strip().lower():
+            raise BadInput(f"plan {plan_id}'s drafts go to {recorded}, where the first of them were created; "
+                           f"leave out --mailbox, or give --mailbox {recorded}")
+        mailbox = recorded or mailbox
+    store = draft_store(mailbox)
     with render.progress_bar(out, disable=as_json) as advance:
         summary = drafting.apply(plan_id, store, progress=advance)
     if as_json:

@@ -527,6 +527,18 @@ class Drafting:
                 wait = max(wait, outcome.after if outcome.after is not None else backoff)
         return wait
 
+    def mailbox(self, plan_id: str, wanted: str | None) -> str | None:
+        """The mailbox the plan's drafts go to: the first one an apply named (`wanted`, if none was).
+
+        A plan's drafts all land in one mailbox, whoever presses *Create drafts* and whenever: resumed by
+        someone else, or pressed by two people at once, it is not split, and a draft left in flight is
+        looked up by its Message-ID in the mailbox it was created in. None: no apply named one."""
+        with self.book.engine.begin() as conn:
+            if wanted:
+                conn.execute(update(P).where(P.c.id == plan_id, P.c.mailbox.is_(None))
+                             .values(mailbox=wanted.strip().lower()))
+            return conn.execute(select(P.c.mailbox).where(P.c.id == plan_id)).scalar()
+
     def apply(
         self,
         plan_id: str,

@@ -230,13 +230,10 @@ def test_auth_google_refuses_without_a_secret_key_or_client_file(tmp_path, capsy
     assert exc.value.code == 2 and "no OAuth client file" in capsys.readouterr().err
 
 
-def test_a_delegated_service_account_drafts_into_the_named_mailbox(tmp_path, google):
-    import base64
-
+def service_account(tmp_path: Path, fake: FakeGoogle) -> Path:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    fake, _ = google
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption()).decode()
@@ -244,6 +241,14 @@ def test_a_delegated_service_account_drafts_into_the_named_mailbox(tmp_path, goo
     sa.write_text(json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "k1",
                               "private_key": pem, "client_email": "keepwell@p.iam.gserviceaccount.com",
                               "client_id": "1", "token_uri": fake.token_url}))
+    return sa
+
+
+def test_a_delegated_service_account_drafts_into_the_named_mailbox(tmp_path, google):
+    import base64
+
+    fake, _ = google
+    sa = service_account(tmp_path, fake)
     settings = Settings(GOOGLE_APPLICATION_CREDENTIALS=str(sa), KEEPWELL_GOOGLE_API_URL=fake.root_url)
     service = make_book(tmp_path, 10, roles=["champion"])
     drafting = Drafting(service)
@@ -259,3 +264,22 @@ def test_a_delegated_service_account_drafts_into_the_named_mailbox(tmp_path, goo
     assert payload["sub"] == "ana@example.com"
     assert payload["scope"] == "https://www.googleapis.com/auth/gmail.compose"
     assert store.link("m-1") == "https://mail.google.com/mail/?authuser=ana@example.com#drafts?compose=m-1"
+
+
+def test_a_plan_begun_in_one_mailbox_is_not_applied_in_another(tmp_path, google, monkeypatch, capsys):
+    """`drafts apply` keeps a plan in the mailbox its first drafts went to (`Drafting.mailbox`)."""
+    from tests.cli import run
+
+    fake, _ = google
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(service_account(tmp_path, fake)))
+    monkeypatch.setenv("KEEPWELL_GOOGLE_API_URL", fake.root_url)
+    service = make_book(tmp_path, 10, roles=["champion"])
+    plan = Drafting(service).plan("checkin", as_of=AS_OF, segment="mrr>=0")
+    assert Drafting(service).mailbox(plan.plan_id, "Ana@Example.com ") == "ana@example.com"
+    db = f"sqlite:///{tmp_path / 'book.db'}"
+    code, _, err = run(capsys, "drafts", "apply", plan.plan_id, "--mailbox", "ben@example.com", "--db", db)
+    assert code == 2 and f"plan {plan.plan_id}'s drafts go to ana@example.com" in err
+    assert not fake.calls_to("gmail.users.drafts.create")
+    code, out, err = run(capsys, "drafts", "apply", plan.plan_id, "--db", db, "--json")  # the plan's own
+    assert code == 0, err
+    assert json.loads(out)["created"] == len(plan.drafts)

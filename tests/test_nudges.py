@@ -59,7 +59,8 @@ def slack() -> Iterator[FakeSlack]:
 class World:
     """A copy of the demo book with a config, a clock, the scheduler and the Slack app over it."""
 
-    def __init__(self, folder: Path, template: Path, fake: FakeSlack, **config: Any) -> None:
+    def __init__(self, folder: Path, template: Path, fake: FakeSlack, stores: Any = None,
+                 **config: Any) -> None:
         (folder / "book.db").write_bytes(template.read_bytes())
         self.engine = make_engine(f"sqlite:///{folder / 'book.db'}")
         self.config = KeepwellConfig.model_validate(config)
@@ -70,7 +71,7 @@ class World:
         self.scheduler = Scheduler(self.service, Claims(self.engine, clock=lambda: self.now),
                                    lambda: Poster(client, per_channel_seconds=0))
         self.app = build_app(self.service, Settings(SLACK_SIGNING_SECRET=SECRET), client=client,
-                             today=lambda: self.now.date())
+                             today=lambda: self.now.date(), stores=stores)
         self.acme = self.service.book.resolve("ACME Corp")
 
     def tick(self, day: str, hour: int = 12) -> dict[str, str]:
@@ -364,3 +365,59 @@ def test_housekeeping_forgets_old_periods_and_deliveries_once_a_day(reminders: W
     with world.engine.connect() as conn:
         assert "nudge:old-2" not in set(conn.execute(select(runs.c.job)).scalars())
         assert "event:old-2" not in set(conn.execute(select(deliveries.c.key)).scalars())
+
+
+# a plan's mailbox ---------------------------------------------------------------------------------
+
+class SignedOut:
+    """A mailbox whose Google sign-in has lapsed: every draft fails (the apply stops, nothing made)."""
+
+    name = "gmail"
+
+    def find(self, message_id: str) -> str | None:
+        return None
+
+    def create_many(self, drafts: Any) -> Any:
+        from bot.errors import OperationFailed
+
+        raise OperationFailed("Google says the sign-in has expired")
+
+    def link(self, location: str) -> str | None:
+        return None
+
+
+def test_a_plan_resumed_by_someone_else_goes_on_in_the_mailbox_it_began_in(
+    tmp_path: Path, template: Path, slack: FakeSlack
+) -> None:
+    """Maya presses *Create drafts* while her mailbox is signed out; Nora presses it again: the drafts
+    go to Maya's mailbox (the plan's), not Nora's, so a plan is never split between two people."""
+    asked: list[str | None] = []
+    maya, nora = USERS["UMAYA0001"]["profile"]["email"], USERS["UNORA0001"]["profile"]["email"]
+
+    def stores(email: str | None) -> Any:
+        asked.append(email)
+        return SignedOut() if len(asked) == 1 else Outbox(tmp_path / f"box-{email}")
+
+    world = World(tmp_path, template, slack, stores=stores, alerts=OFF, surveys=OFF, reviews=OFF)
+    plan = Drafting(world.service).plan("checkin", as_of=world.now.date(), account="DEMO-0001")
+    assert plan.drafts
+
+    def press(user: str, name: str) -> str:
+        body = block_action("apply_plan", plan.plan_id, user_id=user, response_url=slack.response_url(name),
+                            message={"blocks": [], "ts": "1.2"})
+        request = BoltRequest(body=body.decode(), headers=signed_headers(SECRET, body))  # type: ignore[arg-type]
+        assert world.app.dispatch(request).status == 200
+        deadline = time.monotonic() + 10
+        while True:
+            said = [json.dumps(r.payload) for r in slack.responses if r.name == name]
+            if any("created" in t or ":warning:" in t for t in said):
+                return said[-1]
+            assert time.monotonic() < deadline, f"no answer to {user}"
+            time.sleep(0.02)
+
+    assert "sign-in has expired" in press("UMAYA0001", "maya")
+    assert "draft(s) created" in press("UNORA0001", "nora")
+    assert asked == [maya, maya]
+    assert len(list((tmp_path / f"box-{maya}").rglob("*.eml"))) == len(plan.drafts)
+    assert not (tmp_path / f"box-{nora}").exists()
+    assert Drafting(world.service).mailbox(plan.plan_id, nora) == maya  # named once, kept

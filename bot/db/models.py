@@ -253,6 +253,8 @@ class DraftPlan(SQLModel, table=True):
     as_of: date
     created_by: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # whose mailbox its drafts go to (a delegated service account): set by the first apply naming one
+    mailbox: str | None = Field(default=None, max_length=320)
 
 
 class PlanItem(SQLModel, table=True):

@@ -215,8 +215,10 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
                 respond(replace_original=True, **B.apply_progress(done, total).to_dict())
 
         try:
-            summary = drafting.apply(plan_id, store_for(client, user) or service.teamwork.drafts,
-                                     author=user, progress=progress)
+            store = service.teamwork.drafts
+            if stores is not None:  # the plan's mailbox: the first presser's, whoever presses now
+                store = stores(drafting.mailbox(plan_id, _email(client, user)))
+            summary = drafting.apply(plan_id, store, author=user, progress=progress)
         except OperationFailed as exc:  # Google signed out, the outbox unwritable …: what exists stays
             note = B.error(f"{exc.message.rstrip('.')}. The drafts created so far are kept; press the "
                            "button again to carry on.")
