@@ -210,3 +210,27 @@ def test_new_rows_go_straight_in_and_rows_after_them_that_meet_stored_keys_are_m
     corrected = {k: (3, 3) for k in list(old)[::2]}
     assert importer("usage", _usage_file(new | corrected)).rows == len(new) + len(corrected)
     assert _daily(book) == old | new | corrected
+
+
+def test_repeated_keys_are_found_with_their_row_numbers_across_skipped_lines() -> None:
+    """The repeat check keeps 8 bytes a row: row numbers are rebuilt from where blank lines shifted them."""
+    import random
+
+    from bot.importer.run import _Keys
+
+    rng = random.Random(5)
+    for _ in range(50):
+        keys, rows, row = _Keys(), [], 1
+        packed = [rng.randrange(40) for _ in range(rng.randrange(0, 60))]
+        for key in packed:
+            row += 1 + (rng.random() < 0.2) * rng.randrange(1, 4)  # blank lines skipped now and then
+            keys.add(key, row)
+            rows.append(row)
+        first: dict[int, int] = {}
+        expected = []
+        for key, at in zip(packed, rows, strict=True):
+            if key in first:
+                expected.append((at, first[key]))
+            else:
+                first[key] = at
+        assert keys.repeats() == expected
