@@ -1,15 +1,15 @@
 """The scorecard of `health.py`, a chunk of accounts at a time, on columns: what a whole-book run uses.
 
 `score_account` reads one account's evidence and builds its drivers one by one: about 60 µs an
-account, most of it Python objects, formatting and JSON, where the arithmetic is a few dozen float
-operations. Here every factor is computed for the whole chunk with NumPy, and the snapshot rows
-(`SnapshotRow`, drivers as the JSON `score_account`'s would encode to) are assembled from per-factor
-pieces. The result is the same, bit for bit (tests/core/test_bulk.py checks it against
-`score_account` on generated books):
+account, most of it Python objects and JSON, where the arithmetic is a few dozen float operations.
+Here every factor is computed for the whole chunk with NumPy, and the snapshot rows (`SnapshotRow`,
+drivers as the JSON `store.drivers_json` writes: value, impact and the facts their sentences are
+written from) are assembled from per-factor pieces. The result is the same, bit for bit
+(tests/core/test_bulk.py checks it against `score_account` on generated books):
 
 - floats go through the same operations in the same order (a factor left out adds 0.0, which
-  changes no sum), and Python's own `round` rounds what `score_account` rounds;
-- texts are the same f-strings, escaped as `json.dumps` escapes them.
+  changes no sum), and Python's own `round` decides where NumPy's could differ;
+- values and facts are written as `json.dumps` writes them.
 """
 
 from __future__ import annotations
