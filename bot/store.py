@@ -588,26 +588,30 @@ class Book:
         else:
             key, source = A.c.id, A.join(U, and_(U.c.account_pk == A.c.id, in_window))
             where = _where_pk(A.c.id, pks)
-        rows = conn.execute(
-            select(
-                key,
-                func.sum(case((recent, U.c.active_users), else_=0)),
-                func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
-                func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
-                func.max(case((recent, U.c.active_users), else_=0)),
-                func.max(case((U.c.active_users > 0, U.c.day), else_=None)),
-            )
-            .select_from(source)
-            .where(where)
-            .group_by(key)
-        )
-        mau: dict[int, int] = dict(conn.execute(
-            select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
-            .where(UU.c.day > w, UU.c.day <= as_of, _where_pk(UU.c.account_pk, pks))
-            .group_by(UU.c.account_pk)
-        ).all())
+        users_in_window = (UU.c.day > w, UU.c.day <= as_of)
+        one = pks[0] if isinstance(pks, Sequence) and len(pks) == 1 else None
+        aggregates = [
+            key,
+            func.sum(case((recent, U.c.active_users), else_=0)),
+            func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
+            func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
+            func.max(case((recent, U.c.active_users), else_=0)),
+            func.max(case((U.c.active_users > 0, U.c.day), else_=None)),
+        ]
+        if one is not None:  # one account (the health card): its monthly users in the same round trip
+            aggregates.append(select(func.count(func.distinct(UU.c.user_id)))
+                              .where(UU.c.account_pk == one, *users_in_window).scalar_subquery())
+        rows = conn.execute(select(*aggregates).select_from(source).where(where).group_by(key)).all()
+        if one is not None:
+            mau: dict[int, int] = {r[0]: r[6] for r in rows if r[6]}  # 0: no user-level rows
+        else:
+            mau = dict(conn.execute(
+                select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
+                .where(*users_in_window, _where_pk(UU.c.account_pk, pks))
+                .group_by(UU.c.account_pk)
+            ).all())
         out = {}
-        for pk, ud, prev, days, peak, last in rows:
+        for pk, ud, prev, days, peak, last, *_ in rows:
             if isinstance(last, str):  # SQLite hands back MAX() of a CASE as text
                 last = date.fromisoformat(last)
             out[pk] = UsageWindow(int(ud or 0), int(prev or 0), int(days or 0), int(peak or 0),
