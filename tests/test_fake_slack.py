@@ -230,8 +230,10 @@ def test_wait_for_times_out_with_what_did_arrive(slack: FakeSlack) -> None:
 
 def test_wait_for_sees_calls_from_another_thread(slack: FakeSlack) -> None:
     client = client_for(slack)
-    threading.Timer(0.05, lambda: client.chat_postMessage(channel="C1", text="later")).start()
+    later = threading.Timer(0.05, lambda: client.chat_postMessage(channel="C1", text="later"))
+    later.start()
     [call] = slack.wait_for("chat.postMessage", timeout=2)
+    later.join()  # the poster's thread ends inside this test, while the fake still listens
     assert call.params["text"] == "later"
 
 
