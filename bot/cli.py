@@ -517,14 +517,14 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 3000, db: DbOpt = None,
 @app.command()
 def run(db: DbOpt = None, no_scheduler: NoSchedulerOpt = False) -> None:
     """The Slack bot over Socket Mode (needs SLACK_APP_TOKEN, xapp-…), with the scheduler."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from bot.slack.socket import LoggedSocketModeHandler
 
     token = runtime.settings.slack_app_token
     if not token:
         raise BadInput("SLACK_APP_TOKEN is not set (an app-level token, xapp-…, with connections:write)")
     bolt, _ = _slack_app(db, scheduler=not no_scheduler)
     out.print("Keepwell is connected over Socket Mode (Ctrl-C to stop)", markup=False)
-    SocketModeHandler(bolt, token, web_client=bolt.client).start()
+    LoggedSocketModeHandler(bolt, token, web_client=bolt.client).start()
 
 
 @app.command()

@@ -21,6 +21,17 @@ from bot.store import Book
 
 PG_URL = os.environ.get("KEEPWELL_TEST_DATABASE_URL")
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PG"))]
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_proxy() -> Iterator[None]:
+    """Every fake listens on 127.0.0.1, and some clients (slack_sdk's Socket Mode client) take a proxy
+    from the environment whatever NO_PROXY says: the suite never goes through one."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in PROXY_VARIABLES:
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(params=ENGINES)

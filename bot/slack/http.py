@@ -138,7 +138,7 @@ class Health:
 
 
 @dataclass
-class _Line:
+class RequestLine:
     """The log line of one request, filled in while it is answered."""
 
     status: int = 500  # until the answer says otherwise (an exception escaping is a 500)
@@ -146,12 +146,12 @@ class _Line:
     message: str = "request"
     slack: dict[str, Any] = field(default_factory=dict)
 
-    def write(self, method: str, path: str, started: float) -> None:
+    def write(self, method: str, path: str, started: float, to: logging.Logger = log) -> None:
         level = self.level
         if level is None:
             level = logging.ERROR if self.status >= 500 else logging.INFO
-        if log.isEnabledFor(level):
-            log.log(level, self.message, extra=fields(
+        if to.isEnabledFor(level):
+            to.log(level, self.message, extra=fields(
                 method=method[:10], path=path[:100], status=self.status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 **{k: v for k, v in self.slack.items() if v is not None}))
@@ -168,7 +168,7 @@ class SlackWSGI:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        line = _Line()
+        line = RequestLine()
 
         def respond(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             line.status = int(status.split(" ", 1)[0])
@@ -180,7 +180,7 @@ class SlackWSGI:
             line.write(method, path, started)
 
     def _answer(self, environ: dict[str, Any], path: str, method: str, respond: StartResponse,
-                line: _Line) -> Iterable[bytes]:
+                line: RequestLine) -> Iterable[bytes]:
         if path == "/healthz" and method in ("GET", "HEAD"):
             ok = self.healthy()
             line.level = logging.DEBUG if ok else logging.WARNING  # load balancers ask every few seconds

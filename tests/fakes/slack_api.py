@@ -12,6 +12,9 @@ commands and interactions, recorded in ``responses``) and ``/upload/<file_id>`` 
 out by ``files.getUploadURLExternal``, recorded in ``uploads``). A ``files.completeUploadExternal`` that
 succeeds adds one ``SharedFile`` per file to ``shared``: where it went, under which title, and its bytes.
 
+Any method can be given an answer of its own with ``answer`` (tests/fakes/socket_mode.py answers
+``apps.connections.open`` that way).
+
 Fault injection (``rate_limit``, ``fail``, ``stall``) is queued per key and consumed one call at a time,
 in the order it was registered; the keys are Web API method names plus ``"response"`` (posts to a
 response_url) and ``"upload"`` (posts to an upload URL).
@@ -239,6 +242,7 @@ class FakeSlack(LoopbackFake):
         self._faults: dict[str, deque[_Fault]] = {}
         self._counters: dict[str, int] = {}
         self._upload_names: dict[str, str] = {}
+        self._answers: dict[str, Callable[[Call], dict[str, Any]]] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": lambda p: dict(AUTH_TEST),
             "chat.postMessage": self._chat_post_message,
@@ -343,6 +347,14 @@ class FakeSlack(LoopbackFake):
             lines += ["Fake errors:", *self.errors[-3:]]
         return "\n".join(lines)
 
+    # ------------------------------------------------------------------ answers of a test's own
+
+    def answer(self, method: str, reply: Callable[[Call], dict[str, Any]]) -> None:
+        """Answer ``method`` from now on with ``reply(call)``, a Slack answer (``{"ok": True, ...}``).
+        Replaces the built-in answer, if any; faults (``fail``, ``rate_limit``, ``stall``) still apply."""
+        with self._cond:
+            self._answers[method] = reply
+
     # ------------------------------------------------------------------ fault injection
 
     def _queue(self, key: str, fault: _Fault, times: int) -> None:
@@ -417,14 +429,18 @@ class FakeSlack(LoopbackFake):
         except (ValueError, UnicodeDecodeError):
             params = {"_invalid_body": body.decode("utf-8", "replace")}
             invalid = True
+        call = Call(method, params, headers, time.monotonic())
         with self._cond:
-            self.calls.append(Call(method, params, headers, time.monotonic()))
+            self.calls.append(call)
             self._cond.notify_all()
+            own = self._answers.get(method)
         faulted = self._apply_fault(method)
         if faulted is not None:
             return faulted
         if invalid:
             return _Reply.json({"ok": False, "error": "invalid_json"})
+        if own is not None:
+            return _Reply.json(own(call))
         handler = self._methods.get(method)
         if handler is None:
             return _Reply.json({"ok": False, "error": "unknown_method"})

@@ -257,11 +257,11 @@ def event_callback(event: dict[str, Any], *, event_id: str = "Ev1", team_id: str
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def app_home_opened(user_id: str = "U0123ABCD", event_id: str = "Ev1") -> bytes:
+def app_home_opened(user_id: str = "U0123ABCD", event_id: str = "Ev1", team_id: str = TEAM_ID) -> bytes:
     """An ``app_home_opened`` event (Home tab) for ``user_id``; JSON, sign with ``event_headers``."""
     return event_callback(
         {"type": "app_home_opened", "user": user_id, "channel": f"D{user_id}", "tab": "home"},
-        event_id=event_id,
+        event_id=event_id, team_id=team_id,
     )
 
 
