@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 from slack_bolt import App
@@ -33,6 +34,15 @@ def web_client(settings: Settings) -> WebClient:
     return client
 
 
+# Threads that work out the answers after the acknowledgement (Bolt's lazy listeners; Bolt's own
+# default is 5). An answer is mostly Python: more threads than two only queue on the GIL, and every
+# one of them delays the acknowledgements the request threads owe Slack. Over HTTP at 8 clients on 2
+# cores (benchmarks.slack_bench): 5 threads acked 224 a second with a p99 of 88-114 ms, 2 threads
+# 358-407 a second at 39-45 ms, and answered as many (111-114 against 113-124 a second). A bulk
+# apply, which can take minutes, runs on a pool of its own (handlers.APPLY_WORKERS).
+ANSWER_WORKERS = 2
+
+
 def build_app(
     service: Keepwell,
     settings: Settings,
@@ -51,6 +61,7 @@ def build_app(
             signing_secret=settings.slack_signing_secret,
             process_before_response=True,  # ack in the request thread at once; work runs lazily
             logger=logging.getLogger("keepwell.slack.bolt"),
+            listener_executor=ThreadPoolExecutor(ANSWER_WORKERS, thread_name_prefix="keepwell-answer"),
         )
     except Exception as exc:  # auth.test failed: a wrong token, or Slack unreachable
         raise OperationFailed(f"cannot start the Slack app: {exc}") from None

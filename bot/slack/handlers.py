@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -36,6 +37,7 @@ ACTIONS = ("open_card", "risk_page", "draft_checkin", "log_note", "review_done",
 VIEWS = ("note_submit", "draft_submit")
 EVENTS = ("app_home_opened",)
 COMMAND = "/keepwell"
+APPLY_WORKERS = 2  # bulk applies at once: minutes each at Gmail's quota, so never on the answer threads
 
 
 def _oops(respond: Respond | None, exc: Exception) -> None:
@@ -79,6 +81,7 @@ def _email(client: WebClient, user: str) -> str | None:
 
 def register(app: App, service: Keepwell, today: Today, stores: Stores | None = None) -> None:
     limit = service.config.slack.max_command_chars
+    applying = ThreadPoolExecutor(APPLY_WORKERS, thread_name_prefix="keepwell-apply")
 
     def store_for(client: WebClient, user: str) -> DraftStore | None:
         """The asking person's mailbox (a delegated service account), or the configured store."""
@@ -124,8 +127,10 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
         ack()
 
     def action(handler: Callable[[dict[str, Any], dict[str, Any], WebClient, Respond | None], None],
-               *, once: bool = False) -> Callable[..., None]:
-        def lazy(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+               *, once: bool = False, long: bool = False) -> Callable[..., None]:
+        """The lazy listener of a button: `handler` answers it (on a pool of its own when `long`, so a
+        bulk apply never holds up everyone else's answers)."""
+        def answer(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
             user = body["user"]["id"]
             if once and not service.journal.claim(f"action:{user}:{action.get('action_ts')}"):
                 return
@@ -136,6 +141,12 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
                 _reply(client, reply_to, user, None, B.error(exc.message))
             except Exception as exc:
                 _oops(reply_to, exc)
+
+        def lazy(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+            if long:
+                applying.submit(answer, body, action, client, respond)
+            else:
+                answer(body, action, client, respond)
         return lazy
 
     def open_card(
@@ -285,7 +296,7 @@ def register(app: App, service: Keepwell, today: Today, stores: Stores | None = 
     }
     for action_id in ACTIONS:
         handler, once = answers[action_id]
-        app.action(action_id)(ack=just_ack, lazy=[action(handler, once=once)])
+        app.action(action_id)(ack=just_ack, lazy=[action(handler, once=once, long=action_id == "apply_plan")])
 
     # modals -------------------------------------------------------------------------------------
 

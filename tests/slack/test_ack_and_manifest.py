@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -19,12 +19,14 @@ from waitress.server import create_server
 
 from bot.config import Settings
 from bot.drafts import Drafting
+from bot.draftstore import DraftStore, Outcome
+from bot.emails import Draft
 from bot.nudges import Outgoing
 from bot.services import HealthCard, Keepwell
 from bot.slack import blocks as B
 from bot.slack import nudge_blocks as NB
-from bot.slack.app import build_app
-from bot.slack.handlers import ACTIONS, COMMAND, EVENTS, VIEWS
+from bot.slack.app import ANSWER_WORKERS, build_app
+from bot.slack.handlers import ACTIONS, APPLY_WORKERS, COMMAND, EVENTS, VIEWS
 from bot.slack.http import SlackWSGI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import block_action, post, signed_headers, slash_command
@@ -147,3 +149,56 @@ def test_bolt_dispatches_every_declared_action_and_view(book):
         fake.wait_for("response", count=len(answering), timeout=10)  # each answered (here: with an error)
         time.sleep(0.3)
         assert {r.name for r in fake.responses} == answering
+
+
+# long work -----------------------------------------------------------------------------------------
+
+class HeldStore:
+    """The outbox, with every batch held until the test lets it through: a bulk apply that takes as long
+    as Gmail's quota can make it."""
+
+    def __init__(self, inner: DraftStore, gate: threading.Event) -> None:
+        self.inner, self.gate, self.name = inner, gate, inner.name
+        self.entered = threading.Semaphore(0)
+
+    def find(self, message_id: str) -> str | None:
+        return self.inner.find(message_id)
+
+    def create_many(self, drafts: Sequence[Draft]) -> dict[str, Outcome]:
+        self.entered.release()
+        assert self.gate.wait(30), "the test never let the apply through"
+        return self.inner.create_many(drafts)
+
+    def link(self, location: str) -> str | None:
+        return self.inner.link(location)
+
+
+def test_bulk_applies_in_progress_never_hold_up_other_answers(tmp_path: Path) -> None:
+    service = build_book(tmp_path)
+    gate = threading.Event()
+    held = HeldStore(service.teamwork.drafts, gate)
+    with FakeSlack() as fake:
+        client = WebClient(token="xoxb-test", base_url=fake.api_url)
+        app = build_app(service, Settings(SLACK_SIGNING_SECRET=SECRET), client=client, today=lambda: AS_OF,
+                        stores=lambda email: held)
+
+        def send(body: bytes) -> None:
+            request = BoltRequest(body=body.decode(), headers=signed_headers(SECRET, body))
+            assert app.dispatch(request).status == 200
+
+        try:
+            # more applies at once than there are threads answering: each waits on its held store
+            for n in range(ANSWER_WORKERS + 1):
+                plan = Drafting(service).plan("checkin", as_of=AS_OF, segment=f"mrr>={n}")
+                send(block_action("apply_plan", plan.plan_id, response_url=fake.response_url(f"apply{n}")))
+            for _ in range(min(ANSWER_WORKERS + 1, APPLY_WORKERS)):
+                assert held.entered.acquire(timeout=10), "an apply never started"
+            send(slash_command("health acme", response_url=fake.response_url("card")))
+            assert "ACME Corp" in json.dumps(fake.wait_for_response("card", timeout=10).payload)
+        finally:
+            gate.set()
+        deadline = time.monotonic() + 30
+        while not all(any(r.name == f"apply{n}" and "draft(s) created" in json.dumps(r.payload)
+                          for r in fake.responses) for n in range(ANSWER_WORKERS + 1)):
+            assert time.monotonic() < deadline, "an apply never finished"
+            time.sleep(0.05)
