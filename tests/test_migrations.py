@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -123,4 +131,40 @@ def test_dropping_the_usage_foreign_keys_keeps_every_row_and_deleting_accounts_t
         assert Book.delete_accounts(conn, accounts.c.account_id == "A1") == 1
         assert conn.execute(text("SELECT account_pk FROM usage_daily")).scalars().all() == [2]
         assert conn.execute(text("SELECT account_pk FROM usage_users")).scalars().all() == [2]
+    engine.dispose()
+
+
+def _waiting_for_lock(path: Path) -> bool:
+    """Whether some process is blocked on a flock of this file (Linux lists it in /proc/locks, '->')."""
+    inode = os.stat(path).st_ino
+    return any("->" in line and line.split()[-3].endswith(f":{inode}")
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_processes_migrating_one_sqlite_file_at_once_migrate_it_once(tmp_path):
+    """The service restarted while cron runs `keepwell tick`: both migrate the same new book."""
+    if not Path("/proc/locks").exists():
+        pytest.skip("needs Linux's /proc/locks to see the second process wait")
+    db = tmp_path / "book.db"
+    url = f"sqlite:///{db}"
+    lock = Path(f"{db}-migrate.lock")
+    second = None
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # this test is the first process, in the middle of migrating
+        second = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from bot.db.engine import make_engine, migrate; "
+                                   "migrate(make_engine(sys.argv[1]))", url],
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not _waiting_for_lock(lock):
+            assert second.poll() is None, f"the second process did not wait: {second.communicate()[1]}"
+            assert time.monotonic() < deadline, "the second process never reached the lock"
+            time.sleep(0.05)
+        engine = make_engine(url)
+        command.upgrade(alembic_config(engine), "head")  # what the first process does under the lock
+        fcntl.flock(held, fcntl.LOCK_UN)
+    _, errors = second.communicate(timeout=60)
+    assert second.returncode == 0, errors
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
     engine.dispose()

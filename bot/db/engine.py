@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite books there migrate without the lock
+    fcntl = None  # type: ignore[assignment]
 
 from alembic import command
 from alembic.config import Config
@@ -69,19 +76,41 @@ def _current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock beside a SQLite file, held while this block runs (none for an in-memory book,
+    or where the system has no `flock`). The file stays: removing it would let a third process lock a
+    new one while the second still holds the old."""
+    database = engine.url.database
+    if not database or database == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{Path(database).expanduser()}-migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest revision (a no-op when it is already there).
 
-    On PostgreSQL the upgrade runs under an advisory lock (one per schema), so instances starting
-    together against one database migrate it once: the first upgrades, the others wait for it and
-    then find the schema at head. (Without it, the others fail on the tables the first is creating.)
+    Processes starting together against one book migrate it once: the first upgrades, the others wait
+    for it and then find the schema at head (without that, the others fail on the tables the first is
+    creating). On PostgreSQL they wait on an advisory lock (one per schema); on a SQLite file, on a
+    lock of the file beside it (`book.db-migrate.lock`: the service restarted while cron runs `tick`).
     """
     try:
         with engine.connect() as conn:
             if _current_revision(conn) == head_revision():
                 return
         if engine.dialect.name != "postgresql":
-            command.upgrade(alembic_config(engine), "head")
+            with _file_lock(engine):
+                with engine.connect() as conn:  # another process may have migrated while this one waited
+                    current = _current_revision(conn)
+                if current != head_revision():
+                    command.upgrade(alembic_config(engine), "head")
             return
         with engine.connect() as lock:  # held until this transaction ends, however it ends
             lock.execute(text(f"SELECT pg_advisory_xact_lock(:key, {SCHEMA_KEY})"), {"key": MIGRATION_LOCK})
