@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bot.errors import BadInput, OperationFailed
-from bot.importer import cells, writing
+from bot.importer import cells, run, writing
 from bot.importer.kinds import Context
 from bot.importer.run import BATCH, import_csv
 from tests.importer.conftest import Importer, RawFile
@@ -234,3 +234,24 @@ def test_repeated_keys_are_found_with_their_row_numbers_across_skipped_lines() -
             else:
                 first[key] = at
         assert keys.repeats() == expected
+
+
+def test_a_big_import_leaves_postgresql_planning_from_the_rows_it_brought(
+    book: Engine, importer: Importer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without fresh statistics, PostgreSQL plans the next reads as if the table were still empty."""
+    if book.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no planner statistics unless asked")
+    monkeypatch.setattr(run, "ANALYZE_FROM", 1_000)
+    with book.begin() as conn:  # only the import may analyze it here
+        conn.execute(text("ALTER TABLE usage_daily SET (autovacuum_enabled = false)"))
+
+    def planned_rows() -> float:  # -1: never analyzed
+        with book.connect() as conn:
+            return float(conn.execute(text(
+                "SELECT reltuples FROM pg_class WHERE oid = 'usage_daily'::regclass")).scalar_one())
+
+    importer("usage", _usage_file({_key(i): (3, 9) for i in range(999)}))
+    assert planned_rows() == -1  # a smaller import leaves it to autovacuum
+    importer("usage", _usage_file({_key(i): (3, 9) for i in range(999, 2_999)}))
+    assert planned_rows() == 2_999
