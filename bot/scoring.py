@@ -2,12 +2,12 @@
 
 1. The accounts are cut into ranges of primary keys. A reader thread reads the first ranges' evidence
    (accounts, NPS, tickets, invoices, touches, champions) straight into columns (`Book.score_columns`)
-   while this thread reads every account's usage windows in one aggregate (`Book.usage_read`) and
+   while this thread reads every account's usage windows in one aggregate (`Book.usage_columns`) and
    places the day's peers and the danger-zone line, which every range needs before it is scored.
 2. Each range is scored at once on its columns (`bot.core.bulk`: NumPy, the same rows as
    `score_account` gives one account at a time) while the reader fetches the next.
 3. A writer thread, on a connection of its own, deletes the day's old snapshots and stores each scored
-   range as it comes (`executemany` on SQLite, `COPY` on PostgreSQL) in one transaction that records
+   range as it comes (`executemany` on SQLite, binary `COPY` on PostgreSQL) in one transaction that records
    the run at the end: a failed run, wherever it fails, leaves the previous snapshots as they were.
 
 PostgreSQL's driver lets go of the GIL while the server works, so reads, scoring and writes overlap
@@ -30,7 +30,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
-from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -40,11 +39,10 @@ from queue import Full, Queue
 from typing import Any
 
 from bot.config import HealthConfig
-from bot.core.bulk import Columns, score_columns
-from bot.core.health import Peers, engagement_of, is_active
-from bot.core.model import UsageWindow
+from bot.core.bulk import Columns, UsageColumns, peer_engagements, score_columns
+from bot.core.health import Peers
 from bot.db.engine import make_engine
-from bot.store import Book, PkRange, SnapshotRow, UsageRead
+from bot.store import Book, PkRange, SnapshotRow
 
 CHUNK = 2_500  # accounts per chunk: each query is one efficient range scan; small enough to overlap
 READ_AHEAD = 4  # chunks read ahead of the scoring (at 10,000 accounts: all, while the usage is read)
@@ -67,21 +65,11 @@ class RunTotals:
     worker_peak_mb: float = 0.0
 
 
-def _is_customer(start: date, churn: date | None, day: date) -> bool:
-    return start <= day and (churn is None or day < churn)
-
-
-def day_peers(book: Book, as_of: date, cfg: HealthConfig, usage: UsageRead) -> Peers:
+def day_peers(book: Book, as_of: date, cfg: HealthConfig, usage: UsageColumns) -> Peers:
     """The day's peers: the engagement of the customers with some use in the window."""
-    windows = usage.windows
-    if windows is None:
+    if not usage.known:
         return Peers.of([], cfg.danger_quantile)
-    values: list[float | None] = []
-    for pk, start, churn, seats in book.peer_facts():
-        window = windows.get(pk)
-        if is_active(window) and _is_customer(start, churn, as_of):
-            values.append(engagement_of(seats, window))
-    return Peers.of(values, cfg.danger_quantile)
+    return Peers.of(peer_engagements(usage, *book.peer_columns(), as_of), cfg.danger_quantile)
 
 
 @dataclass
@@ -147,7 +135,7 @@ def score_and_store(
         stored = writing.submit(_store, book, as_of, rows_in, run)
         try:
             if workers > 1:
-                usage = book.usage_read(as_of, cfg)
+                usage = book.usage_columns(as_of, cfg)
                 run["peers"] = day_peers(book, as_of, cfg, usage)
                 chunks = _in_processes(book, cfg, as_of, run["peers"], usage, spans, workers)
             else:
@@ -216,7 +204,7 @@ def _in_thread(
     weights = cfg.weights.model_dump()
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
         ahead = deque(reader.submit(book.score_columns, as_of, cfg, span) for span in spans[:read_ahead])
-        usage = book.usage_read(as_of, cfg)
+        usage = book.usage_columns(as_of, cfg)
         peers = run["peers"] = day_peers(book, as_of, cfg, usage)
         for i in range(len(spans)):
             if read_ahead:
@@ -225,7 +213,7 @@ def _in_thread(
                     ahead.append(reader.submit(book.score_columns, as_of, cfg, spans[i + read_ahead]))
             else:
                 columns = book.score_columns(as_of, cfg, spans[i])
-            columns.add_usage(usage.windows)
+            columns.add_usage(usage)
             yield _score_chunk(columns, cfg, as_of, peers, weights)
 
 
@@ -239,7 +227,7 @@ def _start_worker(url: str, cfg: HealthConfig, as_of: date, peers: Peers) -> Non
                    weights=cfg.weights.model_dump())
 
 
-def _work(span: PkRange, usage: UsageRead) -> tuple[list[SnapshotRow], _Tally]:
+def _work(span: PkRange, usage: UsageColumns) -> tuple[list[SnapshotRow], _Tally]:
     w = _worker
     columns = w["book"].score_columns(w["as_of"], w["cfg"], span, usage)
     rows, tally = _score_chunk(columns, w["cfg"], w["as_of"], w["peers"], w["weights"])
@@ -248,20 +236,12 @@ def _work(span: PkRange, usage: UsageRead) -> tuple[list[SnapshotRow], _Tally]:
 
 
 def _in_processes(
-    book: Book, cfg: HealthConfig, as_of: date, peers: Peers, usage: UsageRead, spans: list[PkRange],
+    book: Book, cfg: HealthConfig, as_of: date, peers: Peers, usage: UsageColumns, spans: list[PkRange],
     workers: int,
 ) -> Iterator[tuple[list[SnapshotRow], _Tally]]:
     """Score in worker processes, a few chunks in flight at a time (memory stays a few chunks)."""
     url = book.engine.url.render_as_string(hide_password=False)
-    windows = usage.windows
-
-    parts: list[UsageRead] = [usage] * len(spans)
-    if windows is not None:  # each range's windows, in one pass over the book
-        cut: list[dict[int, UsageWindow]] = [{} for _ in spans]
-        starts = [span.lo for span in spans]
-        for pk, window in windows.items():
-            cut[bisect_right(starts, pk) - 1][pk] = window
-        parts = [UsageRead(c) for c in cut]
+    parts = [usage.part(span.lo, span.hi) for span in spans]
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["bot.scoring"])

@@ -107,7 +107,7 @@ def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
 
     cfg = HealthConfig()
     store = book.book
-    usage = store.usage_read(AS_OF, cfg)
+    usage = store.usage_columns(AS_OF, cfg)
     for span in [*store.pk_ranges(2), PkRange(0, 10**9)]:
         got = store.score_columns(AS_OF, cfg, span, usage)
         inputs = sorted(store.health_inputs(AS_OF, cfg, span), key=lambda i: i.account.pk)
@@ -116,6 +116,27 @@ def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
             same = getattr(got, name)
             assert (list(same) if hasattr(same, "tolist") else same) == (
                 list(value) if hasattr(value, "tolist") else value), name
+
+
+def test_the_usage_columns_of_a_run_are_the_windows_the_health_card_reads(book):
+    """`usage_columns` (a whole-book run) against `usage_read` (one account's card, the same windows)."""
+    cfg = HealthConfig()
+    store = book.book
+    columns = store.usage_columns(AS_OF, cfg)
+    windows = store.usage_read(AS_OF, cfg).windows
+    assert columns.known and windows
+    assert columns.windows() == windows
+    for pk in windows:
+        assert store.usage_read(AS_OF, cfg, [pk]).windows == {pk: windows[pk]}
+    pks = sorted(windows)
+    lo, hi = pks[0], pks[-1]
+    assert columns.part(lo + 1, hi).windows() == {pk: w for pk, w in windows.items() if lo < pk <= hi}
+    # accounts without rows read as no use, in the order asked
+    unknown = max(pks) + 1000
+    taken = columns.take([unknown, hi, lo])
+    assert taken.user_days.tolist() == [0, windows[hi].user_days, windows[lo].user_days]
+    assert taken.mau.tolist()[0] == -1 and taken.last_active.tolist()[0] == 0
+    assert columns.part(unknown, unknown + 5).take([unknown]).user_days.tolist() == [0]
 
 
 def test_kinds_never_imported_are_unknown_not_zero(service, csv_file):

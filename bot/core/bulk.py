@@ -9,12 +9,13 @@ written from) are assembled from per-factor pieces. The result is the same, bit 
 
 - floats go through the same operations in the same order (a factor left out adds 0.0, which
   changes no sum), and Python's own `round` decides where NumPy's could differ;
-- values and facts are written as `json.dumps` writes them.
+- values and facts are written as `json.dumps` writes them, each driver in one format operation,
+  and the strings a chunk repeats (impacts, days) written once each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -28,6 +29,81 @@ from bot.core.model import HealthInputs, UsageWindow
 
 Array = np.ndarray[Any, Any]
 NONE = 0  # an ordinal no day has: "no date" in the date columns (date.min is ordinal 1)
+
+
+@dataclass(frozen=True)
+class UsageColumns:
+    """The usage windows of many accounts as columns, by account primary key (ascending).
+
+    Accounts without a row have no use (zeros, no monthly users, never active). `known` is False when
+    the book has no usage at all: then no account has a usage factor or can be forgotten."""
+
+    known: bool
+    pk: Array
+    user_days: Array
+    prev_user_days: Array
+    active_days: Array
+    peak_dau: Array
+    mau: Array  # -1: no user-level rows
+    last_active: Array  # ordinal, NONE for none
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Sequence[Any]], known: bool = True) -> UsageColumns:
+        """From (pk, user-days, before, active days, peak, monthly users or -1, last active ordinal or 0)
+        rows, in any order (None read as 0)."""
+        n = len(rows)
+        cols = [np.fromiter((r[i] or 0 for r in rows), np.int64, n) for i in range(7)]
+        order = np.argsort(cols[0], kind="stable")
+        return cls(known, *(col[order] for col in cols))
+
+    def take(self, pks: Sequence[int]) -> UsageColumns:
+        """The windows of these accounts, in this order."""
+        want = np.asarray(pks, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.pk, want), max(len(self.pk) - 1, 0))
+        found = self.pk[at] == want if len(self.pk) else np.zeros(len(want), bool)
+
+        def pick(col: Array, default: int) -> Array:
+            if not len(self.pk):
+                return np.full(len(want), default, np.int64)
+            return np.where(found, col[at], default)
+
+        return UsageColumns(self.known, want, pick(self.user_days, 0), pick(self.prev_user_days, 0),
+                            pick(self.active_days, 0), pick(self.peak_dau, 0), pick(self.mau, -1),
+                            pick(self.last_active, NONE))
+
+    def part(self, lo: int, hi: int) -> UsageColumns:
+        """The windows of the accounts with primary keys from lo to hi (both included)."""
+        a, b = np.searchsorted(self.pk, lo, "left"), np.searchsorted(self.pk, hi, "right")
+        return UsageColumns(self.known, *(col[a:b] for col in (
+            self.pk, self.user_days, self.prev_user_days, self.active_days, self.peak_dau, self.mau,
+            self.last_active)))
+
+    def windows(self) -> dict[int, UsageWindow]:
+        """As one `UsageWindow` per account with a row."""
+        return {pk: UsageWindow(ud, prev, days, peak, None if mau < 0 else mau,
+                                None if last == NONE else date.fromordinal(last))
+                for pk, ud, prev, days, peak, mau, last in zip(*(col.tolist() for col in (
+                    self.pk, self.user_days, self.prev_user_days, self.active_days, self.peak_dau, self.mau,
+                    self.last_active)), strict=True)}
+
+
+def engagements(seats: Array, usage: UsageColumns | Columns) -> Array:
+    """`health.engagement_of` of each account: user-days over seats, else monthly users, else peak
+    daily users, rounded to hundredths as Python's `round` does; 0.0 when none of them."""
+    base = np.where(seats > 0, seats, np.where(usage.mau > 0, usage.mau, usage.peak_dau))
+    raw = np.divide(usage.user_days.astype(np.float64), base, out=np.zeros(len(seats)), where=base > 0)
+    return np.array(_rounded(raw, 2), dtype=np.float64)
+
+
+def peer_engagements(usage: UsageColumns, pk: Array, start: Array, churn: Array, seats: Array,
+                     as_of: date) -> list[float]:
+    """The engagement of the day's peers: the customers on the day with some use in the window."""
+    if not usage.known:
+        return []
+    day = as_of.toordinal()
+    mine = usage.take(pk.tolist())
+    peer = (start <= day) & ((churn == NONE) | (day < churn)) & (mine.user_days > 0)
+    return engagements(seats, mine)[peer].tolist()
 
 
 @dataclass
@@ -73,19 +149,13 @@ class Columns:
     def size(self) -> int:
         return len(self.pk)
 
-    def add_usage(self, windows: Mapping[int, UsageWindow] | None) -> None:
-        """The accounts' usage windows (None: the book has no usage at all)."""
-        self.usage_known = windows is not None
-        if windows is None:
-            return
-        n, empty = self.size, UsageWindow()
-        got = [windows.get(p, empty) for p in self.pk]
-        self.user_days = np.fromiter((u.user_days for u in got), np.int64, n)
-        self.prev_user_days = np.fromiter((u.prev_user_days for u in got), np.int64, n)
-        self.peak_dau = np.fromiter((u.peak_dau for u in got), np.int64, n)
-        self.mau = np.fromiter((-1 if u.mau is None else u.mau for u in got), np.int64, n)
-        self.last_active = np.fromiter(
-            (NONE if u.last_active is None else u.last_active.toordinal() for u in got), np.int64, n)
+    def add_usage(self, usage: UsageColumns) -> None:
+        """The accounts' usage windows, from those of the whole book."""
+        self.usage_known = usage.known
+        if usage.known:
+            mine = usage.take(self.pk)
+            self.user_days, self.prev_user_days = mine.user_days, mine.prev_user_days
+            self.peak_dau, self.mau, self.last_active = mine.peak_dau, mine.mau, mine.last_active
 
     @classmethod
     def of(cls, inputs: Sequence[HealthInputs], cfg: HealthConfig, as_of: date) -> Columns:
@@ -166,25 +236,52 @@ def _rounded(values: Array, digits: int) -> list[float]:
     return out
 
 
-def _fragment(factor: str, value: str, facts: str) -> tuple[str, str]:
-    """One driver as `store.drivers_json` writes it, in the two pieces around its impact (value and
-    facts come as JSON already)."""
-    return f'{{"f": "{factor}", "v": {value}, "i": ', f', "x": {facts}}}'
-
-
 class _Factor:
-    """One factor over the chunk: where it reads (mask), its sub-scores and each account's driver."""
+    """One factor over the chunk: where it reads (mask), its sub-scores, and each account's driver value
+    and the facts its explanation is written from, both as JSON (None where the factor does not read)."""
 
     def __init__(self, name: str, mask: Array, sub: Array) -> None:
         self.name = name
         self.mask = mask
         self.sub = np.where(mask, sub, 0.0)
-        self.pieces: list[tuple[str, str] | None] = [None] * len(mask)  # each driver's JSON around its impact
-        self.head = f'{{"f": "{name}", "v": '
+        self.values: list[str | None] = [None] * len(mask)
+        self.facts: list[str | None] = [None] * len(mask)
 
-    def say(self, k: int, value: str, facts: str) -> None:
-        """Account k's driver: its value and the facts its explanation is written from (as JSON)."""
-        self.pieces[k] = self.head + value + ', "i": ', ', "x": ' + facts + "}"
+    def at(self, where: list[int], values: list[str], facts: list[str]) -> None:
+        """The drivers of the accounts at `where` (in that order)."""
+        for k, v, x in zip(where, values, facts, strict=True):
+            self.values[k], self.facts[k] = v, x
+
+    def drivers(self, impacts: list[float]) -> list[str | None]:
+        """Each account's driver as `store.drivers_json` writes it (its impact as `repr` writes it:
+        impacts are rounded to tenths, so the few hundred distinct ones are written once)."""
+        head = f'{{"f": "{self.name}", "v": '
+        written: dict[float, str] = {}
+        out: list[str | None] = []
+        for v, i, x in zip(self.values, impacts, self.facts, strict=True):
+            if v is None:
+                out.append(None)
+                continue
+            r = written.get(i) if i else None  # 0.0 and -0.0 are one key, and are written apart
+            if r is None:
+                r = repr(i)
+                if i:
+                    written[i] = r
+            out.append(f'{head}{v}, "i": {r}, "x": {x}}}')
+        return out
+
+
+class _Days:
+    """Days written as JSON strings, each distinct day once (a chunk's accounts share most of them)."""
+
+    def __init__(self) -> None:
+        self.written: dict[int, str] = {}
+
+    def __call__(self, ordinal: int) -> str:
+        text = self.written.get(ordinal)
+        if text is None:
+            text = self.written[ordinal] = f'"{date.fromordinal(ordinal).isoformat()}"'
+        return text
 
 
 def _json(value: float | None) -> str:
@@ -207,13 +304,11 @@ def score_columns(
     ud = c.user_days.astype(np.float64)
     usage = np.full(n, c.usage_known)
     has_mau = usage & (c.mau > 0)
-    # engagement_of: seats, else monthly users, else peak daily users; 0.0 when none of them
-    base = np.where(c.seats > 0, c.seats, np.where(c.mau > 0, c.mau, c.peak_dau))
-    eng_raw = np.divide(ud, base, out=np.zeros(n), where=base > 0)
-    eng = np.array(_rounded(eng_raw, 2), dtype=np.float64)
+    eng = engagements(c.seats, c)
     eng_list = eng.tolist()
     threshold = peers.threshold
     factors: list[_Factor] = []
+    iso_day = _Days()
 
     # engagement
     if len(peers.engagements) and c.usage_known:
@@ -223,9 +318,9 @@ def score_columns(
         f = _Factor("engagement", usage, 100.0 * (below + equal / 2) / len(sorted_peers))
         share = (100.0 * below / len(sorted_peers)).tolist()
         tail = f", {W}, {_json(threshold)}, {cfg.danger_quantile!r}]"
-        seats = c.seats.tolist()
-        for k in range(n):
-            f.say(k, repr(eng_list[k]), f"[{1 if seats[k] else 0}, {share[k]:.0f}{tail}")
+        f.values = [repr(e) for e in eng_list]
+        f.facts = [f"[{1 if seats else 0}, {sh:.0f}{tail}"
+                   for seats, sh in zip(c.seats.tolist(), share, strict=True)]
         factors.append(f)
 
     # usage trend
@@ -236,20 +331,17 @@ def score_columns(
     sub = np.where(change <= 0, 50.0 * _linear(change, cfg.trend_floor_pct, 0) / 100,
                    50.0 + 50.0 * _linear(change, 0, cfg.trend_ceiling_pct) / 100)
     f = _Factor("usage_trend", mask, sub)
-    changes = change.tolist()
-    window = f"[{W}]"
-    for k in np.flatnonzero(mask).tolist():
-        f.say(k, repr(changes[k]), window)
+    where = np.flatnonzero(mask).tolist()
+    f.at(where, [repr(v) for v in change[where].tolist()], [f"[{W}]"] * len(where))
     factors.append(f)
 
     # stickiness (and the snapshot's stickiness column)
     stick_raw = np.divide(ud / W, c.mau, out=np.zeros(n), where=has_mau)
     stick = np.array(_rounded(stick_raw, 3), dtype=np.float64)
     f = _Factor("stickiness", has_mau, _linear(stick, 0, cfg.stickiness_target))
-    target = f"[{cfg.stickiness_target!r}]"
     stick_list = stick.tolist()
-    for k in np.flatnonzero(has_mau).tolist():
-        f.say(k, repr(stick_list[k]), target)
+    where = np.flatnonzero(has_mau).tolist()
+    f.at(where, [repr(stick_list[k]) for k in where], [f"[{cfg.stickiness_target!r}]"] * len(where))
     factors.append(f)
 
     # seat utilisation
@@ -257,24 +349,25 @@ def score_columns(
     users = np.where(c.mau >= 0, c.mau, c.peak_dau)
     util = np.array(_rounded(np.divide(users, c.seats, out=np.zeros(n), where=mask), 3), dtype=np.float64)
     f = _Factor("seat_utilisation", mask, _linear(util, 0, cfg.seat_target))
-    utils, user_list, seat_list, mau_list = util.tolist(), users.tolist(), c.seats.tolist(), c.mau.tolist()
-    for k in np.flatnonzero(mask).tolist():
-        f.say(k, repr(utils[k]), f"[{user_list[k]}, {1 if mau_list[k] >= 0 else 0}, {seat_list[k]}]")
+    where = np.flatnonzero(mask).tolist()
+    f.at(where, [repr(u) for u in util[where].tolist()],
+         [f"[{u}, {1 if m >= 0 else 0}, {s}]" for u, m, s in zip(
+             users[where].tolist(), c.mau[where].tolist(), c.seats[where].tolist(), strict=True)])
     factors.append(f)
 
     # NPS
     mask = c.nps_n > 0
     nps_n = np.maximum(c.nps_n, 1)
     nps_arr = np.rint(100 * (c.nps_promoters - c.nps_detractors) / nps_n)  # as Python's round: half to even
-    nps = nps_arr.astype(np.int64).tolist()
     sub = 0.5 * c.nps_latest * 10 + 0.5 * (nps_arr + 100) / 2
     sub = np.where(c.nps_latest <= 6, np.minimum(sub, 40.0), sub)
     f = _Factor("nps", mask, sub)
-    latests, counts, answer_days = c.nps_latest.tolist(), c.nps_n.tolist(), c.nps_latest_day.tolist()
-    for k in np.flatnonzero(mask).tolist():
-        answered = date.fromordinal(answer_days[k]).isoformat()
-        f.say(k, f'{{"latest": {latests[k]}, "nps": {nps[k]}, "responses": {counts[k]}}}',
-              f'["{answered}", {cfg.nps_days}]')
+    where = np.flatnonzero(mask).tolist()
+    f.at(where,
+         [f'{{"latest": {latest}, "nps": {score}, "responses": {count}}}' for latest, score, count in zip(
+             c.nps_latest[where].tolist(), nps_arr[where].astype(np.int64).tolist(), c.nps_n[where].tolist(),
+             strict=True)],
+         [f"[{iso_day(d)}, {cfg.nps_days}]" for d in c.nps_latest_day[where].tolist()])
     factors.append(f)
 
     # tickets
@@ -283,13 +376,10 @@ def score_columns(
         none_open = c.tickets_open == 0
         f = _Factor("tickets", np.ones(n, bool),
                     np.where(none_open, 100.0, 100.0 - _linear(load, 0, cfg.ticket_zero_load)))
-        opened, urgents, bug_counts, loads = (
-            c.tickets_open.tolist(), c.tickets_urgent.tolist(), c.tickets_bugs.tolist(), load.tolist())
-        for k in range(n):
-            if opened[k] == 0:
-                f.say(k, "0", "[0, 0, 0]")
-            else:
-                f.say(k, repr(loads[k]), f"[{opened[k]}, {urgents[k]}, {bug_counts[k]}]")
+        opened = c.tickets_open.tolist()
+        f.values = ["0" if o == 0 else repr(v) for o, v in zip(opened, load.tolist(), strict=True)]
+        f.facts = [f"[{o}, {u}, {b}]" for o, u, b in zip(
+            opened, c.tickets_urgent.tolist(), c.tickets_bugs.tolist(), strict=True)]
         factors.append(f)
 
     # invoices
@@ -298,44 +388,39 @@ def score_columns(
         sub = np.where(none_due, 100.0, 40.0 * (1 - _linear(c.overdue_worst.astype(np.float64), 0,
                                                              cfg.invoice_zero_days) / 100))
         f = _Factor("invoices", np.ones(n, bool), sub)
-        overdue, worsts = c.overdue_n.tolist(), c.overdue_worst.tolist()
-        for k in range(n):
-            if overdue[k] == 0:
-                f.say(k, "0", '[0, "0"]')
-            else:
-                f.say(k, str(worsts[k]), f'[{overdue[k]}, "{c.overdue_total[k]}"]')
+        overdue = c.overdue_n.tolist()
+        f.values = ["0" if o == 0 else str(v) for o, v in zip(overdue, c.overdue_worst.tolist(), strict=True)]
+        f.facts = ['[0, "0"]' if o == 0 else f'[{o}, "{total}"]'
+                   for o, total in zip(overdue, c.overdue_total, strict=True)]
         factors.append(f)
 
     # last touch
     if c.touches_known:
         touched = c.last_touch != NONE
-        days = day - c.last_touch
-        sub = np.where(touched, 100.0 - _linear(days.astype(np.float64), cfg.touch_fresh_days,
+        ago = day - c.last_touch
+        sub = np.where(touched, 100.0 - _linear(ago.astype(np.float64), cfg.touch_fresh_days,
                                                 cfg.touch_stale_days), 0.0)
         f = _Factor("last_touch", np.ones(n, bool), sub)
-        touches, ago = c.last_touch.tolist(), days.tolist()
-        for k in range(n):
-            if touches[k] == NONE:
-                f.say(k, "null", "[]")
-            else:
-                f.say(k, str(ago[k]), f'["{date.fromordinal(touches[k]).isoformat()}"]')
+        touches = c.last_touch.tolist()
+        f.values = ["null" if t == NONE else str(a) for t, a in zip(touches, ago.tolist(), strict=True)]
+        f.facts = ["[]" if t == NONE else f"[{iso_day(t)}]" for t in touches]
         factors.append(f)
 
     # champion
     if c.champions_known:
         f = _Factor("champion", np.ones(n, bool), np.where(c.champion, 100.0, 0.0))
-        for k, champion in enumerate(c.champion.tolist()):
-            f.say(k, "true" if champion else "false", "[]")
+        f.values = ["true" if champion else "false" for champion in c.champion.tolist()]
+        f.facts = ["[]"] * n
         factors.append(f)
 
     # renewal
     mask = c.renewal != NONE
-    days = c.renewal - day
-    sub = np.where(days < 0, 50.0, _linear(days.astype(np.float64), 0, cfg.renewal_horizon_days))
+    ahead = c.renewal - day
+    sub = np.where(ahead < 0, 50.0, _linear(ahead.astype(np.float64), 0, cfg.renewal_horizon_days))
     f = _Factor("renewal", mask, sub)
-    ahead, renewals = days.tolist(), c.renewal.tolist()
-    for k in np.flatnonzero(mask).tolist():
-        f.say(k, str(ahead[k]), f'["{date.fromordinal(renewals[k]).isoformat()}"]')
+    where = np.flatnonzero(mask).tolist()
+    f.at(where, [str(a) for a in ahead[where].tolist()],
+         [f"[{iso_day(r)}]" for r in c.renewal[where].tolist()])
     factors.append(f)
 
     # the weighted mean over the factors with data (and a weight), in FACTOR_NAMES order
@@ -375,11 +460,8 @@ def score_columns(
         ranks = np.argsort(key, axis=1, kind="stable").tolist()
         present = (~np.isnan(matrix)).sum(axis=1).tolist()
         # each factor's drivers, complete, then each account's in name order
-        drivers = list(zip(*(
-            [None if p is None else p[0] + repr(i) + p[1]
-             for p, i in zip(factors[j].pieces, m.tolist(), strict=True)]
-            for j, m in zip(order.tolist(), matrix.T, strict=True)
-        ), strict=True))
+        drivers = list(zip(*(factors[j].drivers(m.tolist())
+                             for j, m in zip(order.tolist(), matrix.T, strict=True)), strict=True))
     zone_facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
     scores = score.tolist()
     bands = [band_of(s, cfg) for s in scores]
@@ -391,10 +473,9 @@ def score_columns(
         parts: list[str] = []
         if forgotten_list[k]:
             last = last_list[k]
-            used = date.fromordinal(last).isoformat() if last != NONE else None
             lk = float(lost_list[k])
-            head, tail = _fragment("forgotten_zone", "null" if used is None else f'"{used}"', zone_facts)
-            parts.append(head + repr(-lk if lk else 0.0) + tail)
+            parts.append(f'{{"f": "forgotten_zone", "v": {"null" if last == NONE else iso_day(last)}, '
+                         f'"i": {-lk if lk else 0.0!r}, "x": {zone_facts}}}')
         if factors:
             mine = drivers[k]
             parts.extend([mine[j] for j in ranks[k][:present[k]]])
