@@ -308,10 +308,11 @@ class Book:
     def delete_accounts(conn: Connection, condition: Any) -> int:
         """Delete the accounts matching `condition` with everything of theirs; returns how many.
 
-        The usage tables have no foreign key (see models) so no cascade: their rows go first, here."""
+        The usage tables and the snapshots have no foreign key (see models), so no cascade: their rows
+        go first, here."""
         doomed = select(A.c.id).where(condition)
-        for usage in (U, m.table_of(m.UsageUser)):
-            conn.execute(delete(usage).where(usage.c.account_pk.in_(doomed)))
+        for keyed in (U, m.table_of(m.UsageUser), S):
+            conn.execute(delete(keyed).where(keyed.c.account_pk.in_(doomed)))
         return conn.execute(delete(A).where(condition)).rowcount
 
     def account_count(self) -> int:

@@ -101,9 +101,11 @@ def test_every_revision_steps_up_and_back(db_url):
         engine.dispose()
 
 
-def test_dropping_the_usage_foreign_keys_keeps_every_row_and_deleting_accounts_takes_their_usage(db_url):
-    """0004 rebuilds the usage tables on SQLite: their rows survive it; with no cascade left,
-    `Book.delete_accounts` removes an account's usage itself."""
+def test_dropping_the_usage_and_snapshot_foreign_keys_keeps_every_row_and_deleting_accounts_takes_theirs(
+    db_url,
+):
+    """0004 and 0006 rebuild the usage and snapshot tables on SQLite: their rows survive it; with no
+    cascade left, `Book.delete_accounts` removes an account's usage and snapshots itself."""
     from sqlalchemy import text
 
     from bot.db import models as m
@@ -119,9 +121,15 @@ def test_dropping_the_usage_foreign_keys_keeps_every_row_and_deleting_accounts_t
         conn.execute(text("INSERT INTO usage_daily VALUES (1, '2025-02-01', 3, 9), (2, '2025-02-01', 4, 8)"))
         conn.execute(text("INSERT INTO usage_users VALUES "
                           "(1, '2025-02-01', 'u1', 2), (2, '2025-02-01', 'u2', 5)"))
+        conn.execute(text(
+            "INSERT INTO health_snapshots VALUES "
+            "(1, '2025-02-01', 41, 'at_risk', true, false, 0.5, 0.2, true, '[]', '2025-02-01'), "
+            "(2, '2025-02-01', 77, 'healthy', false, false, null, null, false, '[]', '2025-02-01')"))
     command.upgrade(cfg, "head")
-    assert not inspect(engine).get_foreign_keys("usage_daily")
-    assert not inspect(engine).get_foreign_keys("usage_users")
+    for table in ("usage_daily", "usage_users", "health_snapshots"):
+        assert not inspect(engine).get_foreign_keys(table), table
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("health_snapshots")}
+    assert indexes == {"ix_health_snapshots_day"}
     with engine.begin() as conn:
         rows = conn.execute(text("SELECT account_pk, day, active_users, events FROM usage_daily ORDER BY 1"))
         assert [(pk, str(day), n, e) for pk, day, n, e in rows] == [
@@ -131,6 +139,8 @@ def test_dropping_the_usage_foreign_keys_keeps_every_row_and_deleting_accounts_t
         assert Book.delete_accounts(conn, accounts.c.account_id == "A1") == 1
         assert conn.execute(text("SELECT account_pk FROM usage_daily")).scalars().all() == [2]
         assert conn.execute(text("SELECT account_pk FROM usage_users")).scalars().all() == [2]
+        assert conn.execute(text("SELECT account_pk, score, band FROM health_snapshots")).all() == [
+            (2, 77, "healthy")]
     engine.dispose()
 
 

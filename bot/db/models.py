@@ -30,15 +30,15 @@ def _account_fk(primary_key: bool = False, nullable: bool = False) -> Column[int
     )
 
 
-def _usage_account_pk() -> Column[int]:
-    """The usage tables' account key, without a foreign key.
+def _account_key() -> Column[int]:
+    """An account key without a foreign key, for the tables written in bulk (usage, snapshots).
 
-    They hold tens of millions of rows, and PostgreSQL checks a foreign key with one locking lookup
-    per inserted row: on 3M usage rows that was 11 s of a 16 s load. The importer resolves every
-    account_id against `accounts` inside the import's own transaction, so no row names an account
-    that is not there; and where accounts are deleted (`Book.delete_accounts`) their usage goes
-    with them, in the same transaction. Every read joins usage from the accounts, so a stray row
-    could not be seen anyway.
+    PostgreSQL checks a foreign key with one locking lookup per inserted row: on 3M usage rows that
+    was 11 s of a 16 s load. The importer resolves every account_id against `accounts` inside the
+    import's own transaction, and `keepwell score` writes snapshots only for the accounts it has just
+    read, so no row names an account that is not there; and where accounts are deleted
+    (`Book.delete_accounts`) their rows go with them, in the same transaction. Every read joins these
+    tables from the accounts, so a stray row could not be seen anyway.
     """
     return Column("account_pk", Integer, primary_key=True, nullable=False, autoincrement=False)
 
@@ -85,7 +85,7 @@ class UsageDaily(SQLModel, table=True):
     # scoring window scan over 3.65M rows was 0.48 s without it against 0.32 s with it.
     __table_args__ = ({"sqlite_with_rowid": False},)
 
-    account_pk: int = Field(sa_column=_usage_account_pk())
+    account_pk: int = Field(sa_column=_account_key())
     day: date = Field(primary_key=True)
     active_users: int = 0
     events: int = 0
@@ -97,7 +97,7 @@ class UsageUser(SQLModel, table=True):
     __tablename__ = "usage_users"
     __table_args__ = ({"sqlite_with_rowid": False},)
 
-    account_pk: int = Field(sa_column=_usage_account_pk())
+    account_pk: int = Field(sa_column=_account_key())
     day: date = Field(primary_key=True)
     user_id: str = Field(primary_key=True, max_length=200)
     events: int = 1
@@ -211,13 +211,15 @@ class HealthSnapshot(SQLModel, table=True):
 
     __tablename__ = "health_snapshots"
     __table_args__ = (
-        Index("ix_health_snapshots_as_of", "as_of", "score"),
-        # a day's band and zones without touching the wide rows (the digest's movers): covering
-        Index("ix_health_snapshots_states", "as_of", "account_pk", "band", "danger_zone", "forgotten_zone"),
+        # a day's rows, its lowest scores, and its bands and zones without touching the wide rows (the
+        # digest's movers): one covering index, as each extra index costs every day's write
+        Index("ix_health_snapshots_day", "as_of", "account_pk", "score", "band", "danger_zone",
+              "forgotten_zone"),
         {"sqlite_with_rowid": False},
     )
 
-    account_pk: int = Field(sa_column=_account_fk(primary_key=True))
+    # no foreign key (`_account_key`): checking it was a third of the time a day's snapshots took to write
+    account_pk: int = Field(sa_column=_account_key())
     as_of: date = Field(primary_key=True)
     score: int
     band: str = Field(max_length=10)
