@@ -651,7 +651,8 @@ class Book:
                     _where_pk(A.c.id, pks))
         # PostgreSQL: one pass over the lookback, each row summed into its window. Reading the whole
         # book it scans the days with parallel workers (0.13 s, against 0.19 driven from the accounts
-        # and 0.37 with the subqueries above); for some accounts it seeks from them.
+        # and 0.37 with the subqueries above); for some accounts it seeks from them. FILTER, not CASE:
+        # a row outside a window is then not added at all (0.20 s of the server against 0.25, serial).
         recent = U.c.day > w
         in_window = and_(U.c.day > lb, U.c.day <= as_of)
         key: Any = U.c.account_pk
@@ -661,11 +662,11 @@ class Book:
             key, source = A.c.id, A.join(U, and_(U.c.account_pk == A.c.id, in_window))
             where = _where_pk(A.c.id, pks)
         return ([key,
-                 func.sum(case((recent, U.c.active_users), else_=0)),
-                 func.sum(case((and_(U.c.day > p, U.c.day <= w), U.c.active_users), else_=0)),
-                 func.sum(case((and_(recent, U.c.active_users > 0), 1), else_=0)),
-                 func.max(case((recent, U.c.active_users), else_=0)),
-                 func.max(case((U.c.active_users > 0, U.c.day), else_=None))],
+                 func.sum(U.c.active_users).filter(recent),
+                 func.sum(U.c.active_users).filter(U.c.day > p, U.c.day <= w),
+                 func.count().filter(recent, U.c.active_users > 0),
+                 func.max(U.c.active_users).filter(recent),
+                 func.max(U.c.day).filter(U.c.active_users > 0)],
                 source, where)
 
     @staticmethod
