@@ -62,6 +62,7 @@ from benchmarks.run import (
     say,
     stopwatch,
 )
+from bot import collector
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
 from bot.db.scratch import scratch_schema
@@ -284,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a process of its own, started as the `keepwell` command starts (bot.collector)
+        collector.settle()
     args = parse_args(argv)
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")

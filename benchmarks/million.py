@@ -39,6 +39,7 @@ from benchmarks.run import (
     stopwatch,
     timed_import,
 )
+from bot import collector
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
 from bot.db.scratch import scratch_schema
@@ -94,6 +95,8 @@ def score(url: str, book: GeneratedBook, results: Results, db: str, health_calls
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a process of its own, started as the `keepwell` command starts (bot.collector)
+        collector.settle()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.million", description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=60)

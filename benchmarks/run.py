@@ -50,6 +50,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import Engine, and_, func, select, text
 
+from bot import collector
 from bot.config import KeepwellConfig
 from bot.db.engine import make_engine, migrate
 from bot.db.scratch import scratch_schema
@@ -525,6 +526,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a process of its own, started as the `keepwell` command starts (bot.collector)
+        collector.settle()
     args = parse_args(argv)
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")

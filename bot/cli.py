@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
-from bot import logs, render
+from bot import collector, logs, render
 from bot.config import KeepwellConfig, Settings, load_config, load_settings
 from bot.db.engine import make_engine, migrate
 from bot.errors import BadInput, KeepwellError
@@ -496,6 +496,7 @@ def _slack_app(db: str | None, scheduler: bool = True) -> tuple[Any, Keepwell]:
     poster = Poster(app.client)
     for warning in check_channels(service, poster.channel_problem):  # an unknown channel stops here
         fail(warning)
+    collector.settle_again()  # the Slack app is loaded: what lives as long as the process, from here
     if scheduler:
         Background(Scheduler(service, Claims(service.book.engine), lambda: poster)).start()
     return app, service
@@ -546,6 +547,8 @@ def main(argv: list[str] | None = None) -> None:
     arrives here.
     """
     runtime.reset()
+    if argv is None:  # the process's own command line: its start-up is over (not a test calling in)
+        collector.settle()
     try:
         with logs.for_command(sys.argv[1:] if argv is None else argv):  # serve, run and tick log
             app(args=argv, prog_name="keepwell")
