@@ -43,7 +43,7 @@ from bot.config import HealthConfig
 from bot.core.bulk import Columns, UsageColumns, peer_engagements, score_columns
 from bot.core.health import Peers
 from bot.db.engine import make_engine
-from bot.store import Book, PkRange, SnapshotRow
+from bot.store import Book, PeerColumns, PkRange, SnapshotRow
 
 CHUNK = 2_500  # accounts per chunk: each query is one efficient range scan; small enough to overlap
 READ_AHEAD = 4  # chunks read ahead of the scoring (at 10,000 accounts: all, while the usage is read)
@@ -66,11 +66,12 @@ class RunTotals:
     worker_peak_mb: float = 0.0
 
 
-def day_peers(book: Book, as_of: date, cfg: HealthConfig, usage: UsageColumns) -> Peers:
-    """The day's peers: the engagement of the customers with some use in the window."""
+def day_peers(accounts: PeerColumns, as_of: date, cfg: HealthConfig, usage: UsageColumns) -> Peers:
+    """The day's peers: the engagement of the customers with some use in the window (`accounts`:
+    `Book.peer_columns`)."""
     if not usage.known:
         return Peers.of([], cfg.danger_quantile)
-    return Peers.of(peer_engagements(usage, *book.peer_columns(), as_of), cfg.danger_quantile)
+    return Peers.of(peer_engagements(usage, *accounts, as_of), cfg.danger_quantile)
 
 
 @dataclass
@@ -125,7 +126,7 @@ def _score_and_store(
 ) -> RunTotals:
     spans = book.pk_ranges(chunk)
     if workers is None:
-        large = book.account_count() >= PARALLEL_FROM
+        large = sum(span.accounts for span in spans) >= PARALLEL_FROM
         workers = min(MAX_WORKERS, os.cpu_count() or 1) if large else 0
     tally = _Tally()
     run: dict[str, Any] = {}
@@ -145,7 +146,7 @@ def _score_and_store(
         try:
             if workers > 1:
                 usage = book.usage_columns(as_of, cfg)
-                run["peers"] = day_peers(book, as_of, cfg, usage)
+                run["peers"] = day_peers(book.peer_columns(), as_of, cfg, usage)
                 chunks = _in_processes(book, cfg, as_of, run["peers"], usage, spans, workers)
             else:
                 chunks = _in_thread(book, cfg, as_of, spans, run)
@@ -208,13 +209,16 @@ def _in_thread(
     """Score here, chunk after chunk, while a reader thread fetches the next chunks' evidence (none
     with `read_ahead` 0: each chunk is read when it is scored).
 
-    The reader starts on the first chunks while this thread reads the usage windows and places the
-    day's peers (`run["peers"]`), which every chunk needs before it can be scored."""
+    The reader starts on the accounts the peers are chosen from and the first chunks while this
+    thread reads the usage windows; then the day's peers are placed (`run["peers"]`), which every
+    chunk needs before it can be scored."""
     weights = cfg.weights.model_dump()
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
+        accounts = reader.submit(book.peer_columns) if read_ahead else None
         ahead = deque(reader.submit(book.score_columns, as_of, cfg, span) for span in spans[:read_ahead])
         usage = book.usage_columns(as_of, cfg)
-        peers = run["peers"] = day_peers(book, as_of, cfg, usage)
+        peers = run["peers"] = day_peers(accounts.result() if accounts else book.peer_columns(), as_of, cfg,
+                                         usage)
         for i in range(len(spans)):
             if read_ahead:
                 columns = ahead.popleft().result()

@@ -163,9 +163,12 @@ class PkRange:
 
     lo: int
     hi: int
+    accounts: int = 0  # how many there are (as `Book.pk_ranges` counted them)
 
 
 Pks = Sequence[int] | PkRange | None
+# pk, start, churn (0: none) and seats (0: none) of every account, as columns of ordinals and counts
+PeerColumns = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -567,8 +570,7 @@ class Book:
                 return UsageColumns.of_rows([], known=False)
             return UsageColumns.of_rows(self._usage_rows(conn, as_of, cfg, None, ordinals=True))
 
-    def peer_columns(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any],
-                                    np.ndarray[Any, Any]]:
+    def peer_columns(self) -> PeerColumns:
         """pk, start, churn (0: none) and seats (0: none) of every account, as columns of ordinals and
         counts: what the day's peers are chosen by."""
         with self.engine.connect() as conn:
@@ -579,10 +581,15 @@ class Book:
         return pk, start, churn, seats
 
     def pk_ranges(self, size: int) -> list[PkRange]:
-        """The accounts cut into ranges of `size` primary keys (the last one shorter)."""
+        """The accounts cut into ranges of `size` primary keys (the last one shorter), in key order:
+        numbered and cut by the database (a row per range, not one per account)."""
+        # integer division in both engines ("//" would need FLOOR, which not every SQLite build has)
+        k = (func.row_number().over(order_by=A.c.id) - 1).self_group().op("/")(size)
+        numbered = select(A.c.id, k.label("k")).subquery()
         with self.engine.connect() as conn:
-            ids = conn.execute(select(A.c.id).order_by(A.c.id)).scalars().all()
-        return [PkRange(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+            rows = conn.execute(select(func.min(numbered.c.id), func.max(numbered.c.id), func.count())
+                                .group_by(numbered.c.k).order_by(numbered.c.k)).all()
+        return [PkRange(lo, hi, n) for lo, hi, n in rows]
 
     def _usage(
         self, conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks

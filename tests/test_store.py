@@ -16,7 +16,7 @@ from bot.core.health import explain
 from bot.core.model import Driver, NpsResponse, OpenTicket, OverdueInvoice
 from bot.core.retention import mrr_on, retention
 from bot.errors import BadInput
-from bot.store import S, Scored, _drivers, drivers_json
+from bot.store import A, S, Scored, _drivers, drivers_json
 
 AS_OF = date(2026, 6, 30)
 
@@ -98,6 +98,19 @@ def test_one_account_and_the_whole_book_agree(book):
         [one] = book.book.health_inputs(AS_OF, cfg, [account.pk])
         assert one == everyone[account.account_id]
         assert book.book.account_inputs(account, AS_OF, cfg) == one  # the health card's own read
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_the_accounts_are_cut_into_ranges_of_the_size_asked_in_key_order(book, size):
+    with book.book.engine.connect() as conn:
+        ids = conn.execute(select(A.c.id).order_by(A.c.id)).scalars().all()
+    spans = book.book.pk_ranges(size)
+    assert [(s.lo, s.hi, s.accounts) for s in spans] == [
+        (ids[i], ids[min(i + size, len(ids)) - 1], len(ids[i:i + size])) for i in range(0, len(ids), size)]
+
+
+def test_an_empty_book_has_no_ranges(service):
+    assert service.book.pk_ranges(3) == []
 
 
 def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
