@@ -80,3 +80,20 @@ def test_digest_dry_run_prints_it_here(capsys, book):
     code, out, _ = run(capsys, "digest", "--channel", "C1", "--dry-run", "--db", str(book.book.engine.url),
                        "--as-of", str(AS_OF))
     assert code == 0 and out.startswith("Portfolio digest — 2026-06-30") and "At risk" in out
+
+
+def test_no_garbage_collection_while_the_digest_is_built_and_the_collector_is_back_after(book, monkeypatch):
+    """A million short-lived objects at 100k accounts (bot.collector): no collection walks them."""
+    import gc
+
+    seen: list[bool] = []
+    states = book.book.states
+
+    def reading(day):
+        seen.append(gc.isenabled())
+        return states(day)
+
+    monkeypatch.setattr(book.book, "states", reading)
+    book.digest(AS_OF, since=AS_OF - timedelta(days=7))
+    assert seen == [False]
+    assert gc.isenabled()

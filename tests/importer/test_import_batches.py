@@ -255,3 +255,25 @@ def test_a_big_import_leaves_postgresql_planning_from_the_rows_it_brought(
     assert planned_rows() == -1  # a smaller import leaves it to autovacuum
     importer("usage", _usage_file({_key(i): (3, 9) for i in range(999, 2_999)}))
     assert planned_rows() == 2_999
+
+
+def test_no_garbage_collection_while_a_file_is_imported_and_the_collector_is_back_after_even_a_refusal(
+    book: Engine, importer: Importer, writes: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Millions of row tuples, none in a cycle (bot.collector): no collection stops the parsing thread
+    or the writing one, and the collector is back however the import ends."""
+    import gc
+
+    seen: list[bool] = []
+    stream = run._stream
+
+    def streaming(*args: Any) -> None:
+        seen.append(gc.isenabled())
+        stream(*args)
+
+    monkeypatch.setattr(run, "_stream", streaming)
+    importer("usage", _usage_file({_key(i): (i % 7, i) for i in range(N)}))
+    assert seen == [False] and writes and gc.isenabled()
+    with pytest.raises(BadInput):
+        importer("usage", "account_id,date,active_users,events\nA1,not-a-day,1,1\n")
+    assert seen == [False, False] and gc.isenabled()
