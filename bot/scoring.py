@@ -216,7 +216,7 @@ def _in_thread(
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader:
         accounts = reader.submit(book.peer_columns) if read_ahead else None
         ahead = deque(reader.submit(book.score_columns, as_of, cfg, span) for span in spans[:read_ahead])
-        usage = book.usage_columns(as_of, cfg)
+        usage = book.usage_columns(as_of, cfg, spans)
         peers = run["peers"] = day_peers(accounts.result() if accounts else book.peer_columns(), as_of, cfg,
                                          usage)
         for i in range(len(spans)):

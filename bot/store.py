@@ -563,12 +563,26 @@ class Book:
         with self.use(conn) as conn:
             return UsageRead(self._usage(conn, as_of, cfg, pks) if self._has(conn, U) else None)
 
-    def usage_columns(self, as_of: date, cfg: HealthConfig, conn: Connection | None = None) -> UsageColumns:
-        """Every account's usage windows as of a day, in one aggregate, as columns (a whole-book run)."""
-        with self.use(conn) as conn:
+    def usage_columns(
+        self, as_of: date, cfg: HealthConfig, spans: Sequence[PkRange] | None = None
+    ) -> UsageColumns:
+        """Every account's usage windows as of a day, as columns (a whole-book run): in one aggregate,
+        or range by range (`spans`, the run's ranges), seeking from the accounts.
+
+        By ranges PostgreSQL reads each account's rows from the primary key in one process: 0.16
+        CPU-seconds for 10k accounts, against 0.22 for the one scan with its parallel workers, which is
+        quicker alone but is never alone in a run (the evidence is read beside it on two cores: the
+        run took 0.28-0.29 s against 0.30-0.32). Parallel workers are off for that read only, else it
+        plans each range as a parallel scan of the whole table."""
+        with self.engine.connect() as conn, conn.begin():
             if not self._has(conn, U):
                 return UsageColumns.of_rows([], known=False)
-            return UsageColumns.of_rows(self._usage_rows(conn, as_of, cfg, None, ordinals=True))
+            if spans is None:
+                return UsageColumns.of_rows(self._usage_rows(conn, as_of, cfg, None, ordinals=True))
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            return UsageColumns.of_rows(
+                [row for span in spans for row in self._usage_rows(conn, as_of, cfg, span, ordinals=True)])
 
     def peer_columns(self) -> PeerColumns:
         """pk, start, churn (0: none) and seats (0: none) of every account, as columns of ordinals and

@@ -139,6 +139,8 @@ def test_the_usage_columns_of_a_run_are_the_windows_the_health_card_reads(book):
     windows = store.usage_read(AS_OF, cfg).windows
     assert columns.known and windows
     assert columns.windows() == windows
+    for size in (1, 3):  # read range by range, as a run in this process reads them
+        assert store.usage_columns(AS_OF, cfg, store.pk_ranges(size)).windows() == windows
     for pk in windows:
         assert store.usage_read(AS_OF, cfg, [pk]).windows == {pk: windows[pk]}
     pks = sorted(windows)
@@ -150,6 +152,17 @@ def test_the_usage_columns_of_a_run_are_the_windows_the_health_card_reads(book):
     assert taken.user_days.tolist() == [0, windows[hi].user_days, windows[lo].user_days]
     assert taken.mau.tolist()[0] == -1 and taken.last_active.tolist()[0] == 0
     assert columns.part(unknown, unknown + 5).take([unknown]).user_days.tolist() == [0]
+
+
+def test_reading_usage_by_ranges_turns_parallel_workers_off_for_that_read_only(book):
+    if book.book.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    with book.book.engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar()
+    for _ in range(3):  # whichever pooled connection the read had
+        book.book.usage_columns(AS_OF, HealthConfig(), book.book.pk_ranges(2))
+    with book.book.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == default
 
 
 def test_kinds_never_imported_are_unknown_not_zero(service, csv_file):
