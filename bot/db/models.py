@@ -19,14 +19,14 @@ from bot.db.types import UTCDateTime, utcnow
 MONEY = Numeric(14, 2)
 
 
-def _account_fk(primary_key: bool = False, nullable: bool = False) -> Column[int]:
+def _account_fk(primary_key: bool = False, nullable: bool = False, index: bool = True) -> Column[int]:
     return Column(
         "account_pk",
         Integer,
         ForeignKey("accounts.id", ondelete="CASCADE"),
         primary_key=primary_key,
         nullable=nullable,
-        index=not primary_key,
+        index=index and not primary_key,
     )
 
 
@@ -105,10 +105,14 @@ class UsageUser(SQLModel, table=True):
 
 class NpsResponse(SQLModel, table=True):
     __tablename__ = "nps_responses"
-    __table_args__ = (UniqueConstraint("account_pk", "email", "day", "touchpoint", name="uq_nps_key"),)
+    __table_args__ = (
+        UniqueConstraint("account_pk", "email", "day", "touchpoint", name="uq_nps_key"),
+        # an account's answers newest first: its latest answer without sorting them all (migration 0007)
+        Index("ix_nps_responses_account_day", "account_pk", "day", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    account_pk: int = Field(sa_column=_account_fk())
+    account_pk: int = Field(sa_column=_account_fk(index=False))
     email: str = Field(default="", max_length=320)  # '' when answered for the account as a whole
     day: date
     score: int
