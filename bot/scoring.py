@@ -2,7 +2,7 @@
 
 1. The accounts are cut into ranges of primary keys. A reader thread reads the first ranges' evidence
    (accounts, NPS, tickets, invoices, touches, champions) straight into columns (`Book.score_columns`)
-   while this thread reads every account's usage windows in one aggregate (`Book.usage_columns`) and
+   while this thread reads every account's usage windows, range by range (`Book.usage_columns`), and
    places the day's peers and the danger-zone line, which every range needs before it is scored.
 2. Each range is scored at once on its columns (`bot.core.bulk`: NumPy, the same rows as
    `score_account` gives one account at a time) while the reader fetches the next.

@@ -672,8 +672,9 @@ class Book:
                     _where_pk(A.c.id, pks))
         # PostgreSQL: one pass over the lookback, each row summed into its window. Reading the whole
         # book it scans the days with parallel workers (0.13 s, against 0.19 driven from the accounts
-        # and 0.37 with the subqueries above); for some accounts it seeks from them. FILTER, not CASE:
-        # a row outside a window is then not added at all (0.20 s of the server against 0.25, serial).
+        # and 0.37 with the subqueries above); for a range of accounts it seeks from them (see
+        # `usage_columns`). FILTER, not CASE: a row outside a window is then not added at all (0.20 s
+        # of the server against 0.25, serial).
         recent = U.c.day > w
         in_window = and_(U.c.day > lb, U.c.day <= as_of)
         key: Any = U.c.account_pk
