@@ -318,10 +318,6 @@ class Book:
             conn.execute(delete(keyed).where(keyed.c.account_pk.in_(doomed)))
         return conn.execute(delete(A).where(condition)).rowcount
 
-    def account_count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(A)).scalar() or 0)
-
     def _names(self, conn: Connection) -> list[_Name]:
         """Every account's name prepared for matching; rebuilt only when the accounts change."""
         stamp = tuple(conn.execute(select(func.count(), func.max(A.c.updated_at), func.max(A.c.id))).one())
