@@ -78,6 +78,13 @@ class UsageColumns:
             self.pk, self.user_days, self.prev_user_days, self.active_days, self.peak_dau, self.mau,
             self.last_active)))
 
+    @classmethod
+    def concat(cls, parts: Sequence[UsageColumns]) -> UsageColumns:
+        """The windows of consecutive ranges of accounts (each part's keys below the next one's)."""
+        fields = ("pk", "user_days", "prev_user_days", "active_days", "peak_dau", "mau", "last_active")
+        return cls(any(p.known for p in parts),
+                   *(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
     def windows(self) -> dict[int, UsageWindow]:
         """As one `UsageWindow` per account with a row."""
         return {pk: UsageWindow(ud, prev, days, peak, None if mau < 0 else mau,
