@@ -131,6 +131,32 @@ def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
                 list(value) if hasattr(value, "tolist") else value), name
 
 
+def test_a_runs_latest_nps_answer_is_the_last_of_the_latest_day(book, csv_file):
+    """Two answers on one day: the one imported last is the account's latest, in a run's tally
+    (`_nps_tally`, one packed maximum an account) as in what the health card reads; a 0 is kept."""
+    from bot.store import PkRange
+
+    book.import_file("nps", csv_file("more-nps.csv", "date,score,account_id,touchpoint\n"
+                                     f"{day(2)},4,A2,support\n{day(2)},8,A2,onboarding\n"
+                                     f"{day(3)},10,A2,other\n{day(1)},0,A4,other\n"))
+    cfg = HealthConfig()
+    got = book.book.score_columns(AS_OF, cfg, PkRange(0, 10**9))
+    at = {a.account_id: got.pk.index(a.pk) for a in book.book.accounts()}
+    latest = AS_OF.toordinal() - 2
+    def nps(account: str) -> list[int]:
+        k = at[account]
+        return [int(col[k]) for col in (got.nps_n, got.nps_promoters, got.nps_detractors, got.nps_latest,
+                                        got.nps_latest_day)]
+
+    assert nps("A2") == [4, 2, 1, 8, latest]  # 9, 10, 4 and 8: the 8 was imported after the 4
+    assert nps("A4") == [1, 0, 1, 0, AS_OF.toordinal() - 1]
+    from bot.core.bulk import Columns
+
+    want = Columns.of(sorted(book.book.health_inputs(AS_OF, cfg), key=lambda i: i.account.pk), cfg, AS_OF)
+    for name in ("nps_n", "nps_promoters", "nps_detractors", "nps_latest", "nps_latest_day"):
+        assert list(getattr(got, name)) == list(getattr(want, name)), name
+
+
 def test_the_usage_columns_of_a_run_are_the_windows_the_health_card_reads(book):
     """`usage_columns` (a whole-book run) against `usage_read` (one account's card, the same windows)."""
     cfg = HealthConfig()
@@ -146,6 +172,10 @@ def test_the_usage_columns_of_a_run_are_the_windows_the_health_card_reads(book):
     pks = sorted(windows)
     lo, hi = pks[0], pks[-1]
     assert columns.part(lo + 1, hi).windows() == {pk: w for pk, w in windows.items() if lo < pk <= hi}
+    # a run reads them in halves (two threads) and puts them back together
+    from bot.core.bulk import UsageColumns
+
+    assert UsageColumns.concat([columns.part(0, lo), columns.part(lo + 1, 10**9)]).windows() == windows
     # accounts without rows read as no use, in the order asked
     unknown = max(pks) + 1000
     taken = columns.take([unknown, hi, lo])
