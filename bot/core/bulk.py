@@ -33,7 +33,8 @@ NONE = 0  # an ordinal no day has: "no date" in the date columns (date.min is or
 
 @dataclass(frozen=True)
 class UsageColumns:
-    """The usage windows of many accounts as columns, by account primary key (ascending).
+    """The usage windows of many accounts as columns, by account primary key (ascending): what a run
+    scores (not the active days, which only a check-in email's facts use).
 
     Accounts without a row have no use (zeros, no monthly users, never active). `known` is False when
     the book has no usage at all: then no account has a usage factor or can be forgotten."""
@@ -42,17 +43,16 @@ class UsageColumns:
     pk: Array
     user_days: Array
     prev_user_days: Array
-    active_days: Array
     peak_dau: Array
     mau: Array  # -1: no user-level rows
     last_active: Array  # ordinal, NONE for none
 
     @classmethod
     def of_rows(cls, rows: Sequence[Sequence[Any]], known: bool = True) -> UsageColumns:
-        """From (pk, user-days, before, active days, peak, monthly users or -1, last active ordinal or 0)
-        rows, in any order (None read as 0)."""
+        """From (pk, user-days, before, peak, monthly users or -1, last active ordinal or 0) rows, in
+        any order (None read as 0)."""
         n = len(rows)
-        cols = [np.fromiter((r[i] or 0 for r in rows), np.int64, n) for i in range(7)]
+        cols = [np.fromiter((r[i] or 0 for r in rows), np.int64, n) for i in range(6)]
         order = np.argsort(cols[0], kind="stable")
         return cls(known, *(col[order] for col in cols))
 
@@ -68,29 +68,27 @@ class UsageColumns:
             return np.where(found, col[at], default)
 
         return UsageColumns(self.known, want, pick(self.user_days, 0), pick(self.prev_user_days, 0),
-                            pick(self.active_days, 0), pick(self.peak_dau, 0), pick(self.mau, -1),
-                            pick(self.last_active, NONE))
+                            pick(self.peak_dau, 0), pick(self.mau, -1), pick(self.last_active, NONE))
 
     def part(self, lo: int, hi: int) -> UsageColumns:
         """The windows of the accounts with primary keys from lo to hi (both included)."""
         a, b = np.searchsorted(self.pk, lo, "left"), np.searchsorted(self.pk, hi, "right")
         return UsageColumns(self.known, *(col[a:b] for col in (
-            self.pk, self.user_days, self.prev_user_days, self.active_days, self.peak_dau, self.mau,
-            self.last_active)))
+            self.pk, self.user_days, self.prev_user_days, self.peak_dau, self.mau, self.last_active)))
 
     @classmethod
     def concat(cls, parts: Sequence[UsageColumns]) -> UsageColumns:
         """The windows of consecutive ranges of accounts (each part's keys below the next one's)."""
-        fields = ("pk", "user_days", "prev_user_days", "active_days", "peak_dau", "mau", "last_active")
+        fields = ("pk", "user_days", "prev_user_days", "peak_dau", "mau", "last_active")
         return cls(any(p.known for p in parts),
                    *(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
 
     def windows(self) -> dict[int, UsageWindow]:
-        """As one `UsageWindow` per account with a row."""
-        return {pk: UsageWindow(ud, prev, days, peak, None if mau < 0 else mau,
+        """As one `UsageWindow` per account with a row (active days 0: a run does not read them)."""
+        return {pk: UsageWindow(ud, prev, 0, peak, None if mau < 0 else mau,
                                 None if last == NONE else date.fromordinal(last))
-                for pk, ud, prev, days, peak, mau, last in zip(*(col.tolist() for col in (
-                    self.pk, self.user_days, self.prev_user_days, self.active_days, self.peak_dau, self.mau,
+                for pk, ud, prev, peak, mau, last in zip(*(col.tolist() for col in (
+                    self.pk, self.user_days, self.prev_user_days, self.peak_dau, self.mau,
                     self.last_active)), strict=True)}
 
 
