@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bot.config import HealthConfig
-from bot.core.health import FACTOR_NAMES, Peers, band_of, lookback_days, ticket_load
+from bot.core.health import FACTOR_NAMES, Peers, lookback_days, ticket_load
 from bot.core.model import HealthInputs, UsageWindow
 
 Array = np.ndarray[Any, Any]
@@ -459,34 +459,33 @@ def score_columns(
     # drivers: biggest impact first, then by name; the forgotten zone leads
     rounded = [np.array(_rounded(i, 1), dtype=np.float64) for i in impacts]
     order = np.argsort(np.array([f.name for f in factors])) if factors else np.zeros(0, np.int64)
+    ranked: list[list[str]] = [[] for _ in range(n)]
     if factors:
         matrix = np.stack([rounded[j] for j in order.tolist()], axis=1)  # columns by name
         key = np.where(np.isnan(matrix), np.inf, -np.abs(matrix))
-        ranks = np.argsort(key, axis=1, kind="stable").tolist()
         present = (~np.isnan(matrix)).sum(axis=1).tolist()
-        # each factor's drivers, complete, then each account's in name order
-        drivers = list(zip(*(factors[j].drivers(m.tolist())
-                             for j, m in zip(order.tolist(), matrix.T, strict=True)), strict=True))
+        # each factor's drivers, complete, in name order; then each account's biggest impact first
+        # (absent ones sort last): a row's first `present` are its drivers
+        table = np.empty(matrix.shape, dtype=object)
+        for column, j in enumerate(order.tolist()):
+            table[:, column] = factors[j].drivers(matrix[:, column].tolist())
+        by_impact = np.take_along_axis(table, np.argsort(key, axis=1, kind="stable"), axis=1).tolist()
+        ranked = [row[:p] for row, p in zip(by_impact, present, strict=True)]
     zone_facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
     scores = score.tolist()
-    bands = [band_of(s, cfg) for s in scores]
+    band = np.where(score >= cfg.bands.healthy, 2, np.where(score >= cfg.bands.watch, 1, 0))
+    bands: list[str] = np.array(("at_risk", "watch", "healthy"), dtype=object)[band].tolist()  # band_of
     forgotten_list, danger_list, peer_list, mau_known = (
         forgotten.tolist(), danger.tolist(), peer.tolist(), has_mau.tolist())
     last_list, lost_list = c.last_active.tolist(), lost.tolist()
-    rows: list[SnapshotRow] = []
-    for k in range(n):
-        parts: list[str] = []
-        if forgotten_list[k]:
-            last = last_list[k]
-            lk = float(lost_list[k])
-            parts.append(f'{{"f": "forgotten_zone", "v": {"null" if last == NONE else iso_day(last)}, '
-                         f'"i": {-lk if lk else 0.0!r}, "x": {zone_facts}}}')
-        if factors:
-            mine = drivers[k]
-            parts.extend([mine[j] for j in ranks[k][:present[k]]])
-        rows.append((
-            c.pk[k], scores[k], bands[k], danger_list[k], forgotten_list[k],
-            stick_list[k] if mau_known[k] else None, eng_list[k] if c.usage_known else None, peer_list[k],
-            "[" + ", ".join(parts) + "]",
-        ))
+    stick_out = [s if known else None for s, known in zip(stick_list, mau_known, strict=True)]
+    eng_out = eng_list if c.usage_known else [None] * n
+    for k in np.flatnonzero(forgotten).tolist():  # the forgotten zone leads
+        last = last_list[k]
+        lk = float(lost_list[k])
+        ranked[k].insert(0, f'{{"f": "forgotten_zone", "v": {"null" if last == NONE else iso_day(last)}, '
+                            f'"i": {-lk if lk else 0.0!r}, "x": {zone_facts}}}')
+    rows: list[SnapshotRow] = list(zip(
+        c.pk, scores, bands, danger_list, forgotten_list, stick_out, eng_out, peer_list,
+        ["[" + ", ".join(parts) + "]" for parts in ranked], strict=True))
     return rows, bands
