@@ -230,8 +230,10 @@ def _has_rows(conn: Connection, table: Any) -> bool:
 
 
 _drivers_json = json.JSONEncoder(default=str).encode  # what json.dumps(..., default=str) writes, made once
-_SNAPSHOT_COLUMNS = ("account_pk", "as_of", "score", "band", "danger_zone", "forgotten_zone", "stickiness",
-                     "engagement", "peer", "drivers", "computed_at")
+# in the order of a `SnapshotRow` followed by the day and the run's time, so a stored row is the scored
+# row with two values added at its end (`row + tail`, no unpacking)
+_SNAPSHOT_COLUMNS = ("account_pk", "score", "band", "danger_zone", "forgotten_zone", "stickiness", "engagement",
+                     "peer", "drivers", "as_of", "computed_at")
 
 
 class SnapshotWriter:
@@ -261,16 +263,15 @@ class SnapshotWriter:
         """Add rows made by `snapshot_row` (in a worker process, say); returns how many."""
         if not rows:
             return 0
-        as_of, at = self.as_of, self.computed_at
-        full = [(r[0], as_of, *r[1:], at) for r in rows]
+        tail = (self.as_of, self.computed_at)
         if self.copy:
             raw = self.conn.connection.driver_connection
             with raw.cursor() as cursor, cursor.copy(self.sql) as copy:  # type: ignore[union-attr]
                 copy.set_types(self.types)
-                for row in full:
-                    copy.write_row(row)
+                for row in rows:
+                    copy.write_row(row + tail)
         else:
-            self.conn.exec_driver_sql(self.sql, full)
+            self.conn.exec_driver_sql(self.sql, [row + tail for row in rows])
         self.accounts += len(rows)
         return len(rows)
 
