@@ -232,8 +232,8 @@ def _has_rows(conn: Connection, table: Any) -> bool:
 _drivers_json = json.JSONEncoder(default=str).encode  # what json.dumps(..., default=str) writes, made once
 # in the order of a `SnapshotRow` followed by the day and the run's time, so a stored row is the scored
 # row with two values added at its end (`row + tail`, no unpacking)
-_SNAPSHOT_COLUMNS = ("account_pk", "score", "band", "danger_zone", "forgotten_zone", "stickiness", "engagement",
-                     "peer", "drivers", "as_of", "computed_at")
+_SNAPSHOT_COLUMNS = ("account_pk", "score", "band", "danger_zone", "forgotten_zone", "stickiness",
+                     "engagement", "peer", "drivers", "as_of", "computed_at")
 
 
 class SnapshotWriter:
@@ -835,6 +835,11 @@ class Book:
         leaving, the run is recorded and everything commits together (an error rolls it all back)."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Snapshots are derived data: a crash in the instant after the commit loses at most
+                # this run, day and record together, and the next score of the day stores it again.
+                # So the commit does not wait for its WAL to reach the disk (others see it at once).
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             conn.execute(delete(S).where(S.c.as_of == as_of))
             conn.execute(delete(SR).where(SR.c.as_of == as_of))
             writer = SnapshotWriter(conn, as_of, now)

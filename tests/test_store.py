@@ -198,6 +198,24 @@ def test_reading_usage_by_ranges_turns_parallel_workers_off_for_that_read_only(b
         assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == default
 
 
+def test_a_run_commits_without_waiting_for_the_disk_and_leaves_the_setting_as_it_was(book):
+    """Snapshots are derived data: the run's commit does not wait for its WAL to be flushed (a crash
+    right after loses the day and its run record together, and the next score stores them again).
+    The setting is the run's transaction's alone; pooled connections keep the server's."""
+    if book.book.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    with book.book.engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+    seen = []
+    with book.book.snapshot_writer(AS_OF) as writer:
+        seen.append(writer.conn.exec_driver_sql("SHOW synchronous_commit").scalar())
+    assert seen == ["off"]
+    assert book.book.scored_on(AS_OF)  # committed, and seen by other connections at once
+    for _ in range(3):  # whichever pooled connection the run had
+        with book.book.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == default
+
+
 def test_kinds_never_imported_are_unknown_not_zero(service, csv_file):
     service.import_file("accounts", csv_file("a.csv", "account_id,name,start_date\nA1,One,2025-01-01"))
     [only] = service.book.health_inputs(AS_OF, HealthConfig())
