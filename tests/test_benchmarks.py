@@ -52,3 +52,21 @@ def test_a_scenario_that_fails_is_an_error_not_a_missing_line(tmp_path):
     broken = bench_all.Scenario("broken", "benchmarks.no_such_module", [], [], "bench", bench_all._figures_of)
     figures, _ = bench_all.run_one(broken, tmp_path / "broken", quick=True, pg=None)
     assert [f.passed for f in figures] == [False] and figures[0].error
+
+
+def test_score_rounds_import_a_book_once_and_report_the_ratio_of_each_round(tmp_path, capsys):
+    import re
+
+    from benchmarks import score_rounds
+
+    args = ["--db", f"sqlite:///{tmp_path / 'rounds.db'}", "--accounts", "60", "--days", "65"]
+    assert score_rounds.main([*args, "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "imported a book of 60 accounts x 65 days" in out
+    rounds = re.findall(r"^round \d: scan \d+\.\d{3} s, score \d+\.\d{3} s, ratio \d+\.\d\d$", out, re.M)
+    assert len(rounds) == 2
+    assert re.search(r"^sqlite: median ratio \d+\.\d\d over 2 rounds$", out, re.M)
+    assert score_rounds.main([*args, "--rounds", "1"]) == 0
+    assert "imported" not in capsys.readouterr().out  # the book is kept for the next call
+    with pytest.raises(SystemExit, match="holds a book of 60 accounts, not 70"):
+        score_rounds.main([*args[:2], "--accounts", "70"])

@@ -1,0 +1,136 @@
+"""Rounds of the whole-book score against its floor, on a book kept between calls: what an A/B of two
+commits alternates.
+
+    python -m benchmarks.score_rounds --db URL [--accounts 10000] [--days 365] [--rounds 2]
+
+`URL` is a SQLite file (`sqlite:///path`) or a PostgreSQL server; on PostgreSQL the book lives in a
+schema of its own (`--schema`, default `keepwell_rounds`). The first call generates the book as
+`benchmarks.run` does (seed 7, as of 2026-01-31) and imports it; later calls with the same sizes
+reuse it, so that each call measures the score only. Each round empties the stored scores, times the
+bare 60-day scan three times (`benchmarks.run.floor_scan`, the floor the issue names), then
+`Keepwell.score` three times (the first into an empty day, the next two replacing it), and prints
+both medians and their ratio; the last line is the median ratio over the rounds.
+
+The machine's speed drifts by tens of percent within minutes, so two commits are compared by
+alternating them, each from its own checkout (the package is imported from the working directory):
+
+    git worktree add ../before <commit>
+    for i in 1 2 3 4 5; do
+        (cd ../before && python -m benchmarks.score_rounds --db URL | tail -1)
+        python -m benchmarks.score_rounds --db URL | tail -1
+    done
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.run import AS_OF, floor_scan, make_book
+from bot import collector
+from bot.config import KeepwellConfig
+from bot.db import models as m
+from bot.db.engine import make_engine, migrate
+from bot.db.scratch import psycopg_url
+from bot.importer.run import import_csv
+from bot.services import Keepwell
+from bot.store import A, Book
+
+RUNS = 3  # scans, then scores, in a round: as `benchmarks.run` measures them
+
+
+def book_engine(url: str, schema: str) -> Engine:
+    """An engine on the book's database: on PostgreSQL, in its own schema (created if absent)."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return make_engine(url)
+    base = psycopg_url(url)
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        admin.dispose()
+    sep = "&" if "?" in base else "?"
+    return make_engine(f"{base}{sep}options=-csearch_path%3D{schema}")
+
+
+def ensure_book(engine: Engine, accounts: int, days: int) -> bool:
+    """Import a generated book unless the database holds one of this size already; True if it did."""
+    migrate(engine)
+    with engine.connect() as conn:
+        held = conn.execute(select(func.count()).select_from(A)).scalar()
+        # touches are imported last: with them the import finished
+        whole = conn.execute(select(func.count()).select_from(m.table_of(m.Touch))).scalar()
+    if held == accounts and whole:
+        return False
+    if held:
+        raise SystemExit(f"the database holds a book of {held:,} accounts, not {accounts:,}: "
+                         "use another --schema or database")
+    with tempfile.TemporaryDirectory(prefix="keepwell-rounds-") as tmp:
+        book = make_book(Path(tmp), accounts, days)
+        for kind, path in book.files:
+            import_csv(engine, kind, path)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:  # fresh statistics, as autovacuum would give a real book
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+    return True
+
+
+def one_round(service: Keepwell, engine: Engine) -> tuple[float, float]:
+    """(median scan, median score) of one round, in seconds."""
+    tables = (m.table_of(m.HealthSnapshot), m.table_of(m.ScoreRun))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # no dead rows left to slow the next rounds
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)}"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+    scans, _ = floor_scan(engine, AS_OF, RUNS)
+    scores = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        service.score(AS_OF)
+        scores.append(time.perf_counter() - started)
+    return statistics.median(scans), statistics.median(scores)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a process of its own, as the `keepwell` command is (bot.collector)
+        collector.settle()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.score_rounds",
+                                     description="Rounds of the score against its floor on a kept book.")
+    parser.add_argument("--db", required=True, metavar="URL", help="sqlite:///path or a PostgreSQL URL")
+    parser.add_argument("--schema", default="keepwell_rounds", help="PostgreSQL: the book's schema")
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.accounts < 1 or args.days < 1 or args.rounds < 1:
+        parser.error("--accounts, --days and --rounds must be >= 1")
+    engine = book_engine(args.db, args.schema)
+    try:
+        if ensure_book(engine, args.accounts, args.days):
+            print(f"imported a book of {args.accounts:,} accounts x {args.days} days", flush=True)
+        service = Keepwell(Book(engine), KeepwellConfig())
+        ratios = []
+        for n in range(1, args.rounds + 1):
+            scan, score = one_round(service, engine)
+            ratios.append(score / scan)
+            print(f"round {n}: scan {scan:.3f} s, score {score:.3f} s, ratio {score / scan:.2f}", flush=True)
+        median = statistics.median(ratios)
+        print(f"{engine.dialect.name}: median ratio {median:.2f} over {args.rounds} rounds")
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
