@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, text
 
 import bot.db.sqlite_adapters  # noqa: F401  (raw executemany on SQLite stores what SQLAlchemy would)
@@ -100,8 +101,25 @@ class Context:
 
 
 Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class CopyText:
+    """Rows in COPY's text format, one per line, each ending in a newline; as long as its rows."""
+
+    text: str
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 FastReader = Callable[[list[str]], tuple[Row, int]]
 FAST_MISS = (KeyError, ValueError, IndexError, TypeError, OverflowError)
+# A block of rows read whole: what to write (rows for `executemany`, COPY text, or None when nothing
+# is written) and the rows' packed keys; or None when any row of the block needs a closer look.
+Taken = tuple[list[Row] | CopyText | None, "np.ndarray[Any, np.dtype[np.int64]]"]
+BulkReader = Callable[[list[list[str]]], Taken | None]
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,8 @@ class Kind:
     # A reader for the common, valid row of a huge file: (row, packed key), or any of FAST_MISS for
     # a row it cannot take, which then goes through the generic path (and its precise messages).
     fast: Callable[[Kind, dict[str, int], Context], FastReader] | None = None
+    # A reader for a whole block of such rows at once (see `_usage_bulk`); None where it has none.
+    bulk: Callable[[Kind, dict[str, int], Context, bool], BulkReader | None] | None = None
     required: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -234,9 +254,7 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
     value_at = positions["user_id" if user_level else "active_users"]
 
     def day(text: str) -> tuple[Any, int, date]:
-        d = c.parse_date(text)
-        if text != text.strip():
-            raise ValueError(text)
+        d = _plain_day(text)
         span = ctx.usage_days
         if user_level and (span is None or d < span[0] or d > span[1]):
             ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
@@ -271,6 +289,79 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
         return (pk, value, users, events(cells)), (pk << 20) | ordinal
 
     return read_daily
+
+
+def _plain_day(text: str) -> date:
+    """A date cell as the fast readers take it: no spaces around it (the generic path trims them)."""
+    d = c.parse_date(text)
+    if text != text.strip():
+        raise ValueError(text)
+    return d
+
+
+COUNT_DIGITS = len(str(c.MAX_COUNT)) - 1  # this many digits are always within MAX_COUNT
+
+
+def _plain_counts(cells: Sequence[str]) -> bool:
+    """Whether every cell is a whole number written with ASCII digits alone and short enough to be
+    within MAX_COUNT: text that `parse_count` and the database both read as the same number."""
+    if "" in cells or max(map(len, cells)) > COUNT_DIGITS:
+        return False
+    digits = "".join(cells)
+    return digits.isascii() and digits.isdigit()
+
+
+def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool) -> BulkReader | None:
+    """Daily usage rows a block at a time, column by column: each step is one C-level pass over the
+    block (`map`, `join`), not Python per row. A block with any cell the checks below do not take
+    (an unknown account, a date not yet seen that does not parse, a count that is not plain digits,
+    a short row, a blank one) returns None, and its rows go one by one through `fast` and the
+    generic path, which say precisely what is wrong. What it stores is what those would store: the
+    day as ISO text, the counts as the numbers their digits spell (COPY text on PostgreSQL, tuples
+    for `executemany` elsewhere); keys match `_packer`'s."""
+    if ctx.user_level or not (ctx.sqlite or ctx.copy):
+        return None
+    accounts = ctx.account_map()
+    at, on, users_at = positions["account_id"], positions["date"], positions["active_users"]
+    events_at = positions.get("events")
+    width = max(positions.values()) + 1
+    iso: dict[str, str] = {}  # date cell → ISO text, for every distinct cell seen
+    ordinal: dict[str, int] = {}  # date cell → its packed key part
+
+    def take(block: list[list[str]]) -> Taken | None:
+        if min(map(len, block)) < width:
+            return None
+        columns = list(zip(*block, strict=False))  # as many columns as the shortest row: at least width
+        pks = list(map(accounts.get, columns[at]))
+        if None in pks:
+            return None
+        dates = columns[on]
+        days: list[Any] = list(map(iso.get, dates))
+        if None in days:
+            try:
+                for cell in set(dates).difference(iso):
+                    d = _plain_day(cell)
+                    iso[cell], ordinal[cell] = d.isoformat(), d.toordinal() & 0xFFFFF
+            except ValueError:
+                return None
+            days = list(map(iso.get, dates))
+        users = columns[users_at]
+        events: Sequence[str] = columns[events_at] if events_at is not None else ("1",) * len(block)
+        if "" in events:
+            events = [cell or "1" for cell in events]  # no count of events is one, as in `_usage`
+        if not (_plain_counts(users) and _plain_counts(events)):
+            return None
+        n = len(block)
+        keys = np.fromiter(pks, np.int64, n) << 20
+        keys |= np.fromiter(map(ordinal.__getitem__, dates), np.int64, n)
+        if not emit:
+            return None, keys
+        if ctx.copy:
+            lines = "\n".join(map("\t".join, zip(map(str, pks), days, users, events, strict=True)))
+            return CopyText(lines + "\n", n), keys
+        return list(zip(pks, days, map(int, users), map(int, events), strict=True)), keys
+
+    return take
 
 
 def _rollup_users(ctx: Context) -> None:
@@ -375,7 +466,7 @@ KINDS: dict[str, Kind] = {
             ("account_pk", "day", "active_users", "events"),
             ("account_pk", "day"), (0, 1), _usage, "account_id and date",
             alternatives=(("active_users", "user_id"),), exclusive=(("active_users", "user_id"),),
-            after_header=_usage_header, finish=_rollup_users, fast=_usage_fast,
+            after_header=_usage_header, finish=_rollup_users, fast=_usage_fast, bulk=_usage_bulk,
         ),
         Kind(
             "nps", "nps_responses",

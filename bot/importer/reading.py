@@ -12,16 +12,23 @@ import csv
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
 from bot.errors import BadInput
 
 CHUNK = 1 << 20
+BLOCK = 20_000  # rows the csv module reads in one call for `CsvFile.rows`
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 1 << 20
 
 csv.field_size_limit(MAX_CELL)
+
+
+def is_blank(cells: list[str]) -> bool:
+    """A blank line, or a row of empty cells (spreadsheets export ',,,'): no row at all."""
+    return not cells or not (cells[0].strip() or any(cell.strip() for cell in cells))
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,31 @@ class CsvFile:
     encoding: str
     delimiter: str
     header: list[str]  # trimmed, lower case
-    rows: Iterator[tuple[int, list[str]]]  # (spreadsheet row number, cells); the header is row 1
+    reader: Iterator[list[str]]  # the rows after the header; the header is row 1
+
+    def blocks(self, size: int) -> Iterator[tuple[int, list[list[str]]]]:
+        """The rows after the header, up to `size` at a time, as (the first one's spreadsheet row
+        number, every row's cells): blank rows included, numbered as rows (`is_blank` tells them).
+        A block is read by the csv module in one call: no Python step per row."""
+        number = 2
+        while True:
+            block: list[list[str]] = []
+            try:
+                block.extend(islice(self.reader, size))  # keeps the rows read before a malformed one
+            except csv.Error as exc:
+                raise BadInput(f"{self.path}: row {number + len(block)}: malformed CSV ({exc})") from None
+            if not block:
+                return
+            yield number, block
+            number += len(block)
+
+    @property
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(spreadsheet row number, cells) of every row that is not blank."""
+        for first, block in self.blocks(BLOCK):
+            for number, cells in enumerate(block, first):
+                if not is_blank(cells):
+                    yield number, cells
 
 
 def _decodes(fh: BinaryIO, encoding: str) -> bool:
@@ -106,16 +137,5 @@ def open_csv(path: Path) -> Iterator[CsvFile]:
                 raise BadInput(f"{path}: column {name!r} appears twice in the header")
             seen.add(name)
 
-        def rows() -> Iterator[tuple[int, list[str]]]:
-            number = 1
-            try:
-                for cells in reader:
-                    number += 1
-                    # blank lines and rows of empty cells (spreadsheets export ',,,') are no rows
-                    if cells and (cells[0].strip() or any(cell.strip() for cell in cells)):
-                        yield number, cells
-            except csv.Error as exc:
-                raise BadInput(f"{path}: row {number + 1}: malformed CSV ({exc})") from None
-
-        yield CsvFile(path, encoding, delimiter, header, rows())
+        yield CsvFile(path, encoding, delimiter, header, reader)
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from bot import collector
 from bot.errors import BadInput, OperationFailed
 from bot.importer.kinds import FAST_MISS, KINDS, Context, Kind, Row, RowError
-from bot.importer.reading import open_csv
+from bot.importer.reading import CsvFile, is_blank, open_csv
 from bot.importer.writing import Writer, writer_for
 
 BATCH = 20_000
@@ -174,7 +174,7 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                     kind = kind.after_header(kind, csv_file.header, ctx)
                 writer = None if dry_run else writer_for(kind, ctx)
                 try:
-                    _stream(kind, ctx, positions, csv_file.rows, report, writer)
+                    _stream(kind, ctx, positions, csv_file, report, writer)
                 finally:
                     if writer is not None:
                         writer.close()  # no batch is still being written when the transaction ends
@@ -250,43 +250,58 @@ def _stream(
     kind: Kind,
     ctx: Context,
     positions: dict[str, int],
-    rows: Any,
+    csv_file: CsvFile,
     report: ImportReport,
     writer: Writer | None,
 ) -> None:
-    """Validate every row, handing valid ones to `writer` in batches until the first invalid one."""
+    """Validate every row, handing valid ones to `writer` in batches until the first invalid one.
+
+    A block the kind's bulk reader takes whole is checked and written column by column; any other
+    block goes row by row (the fast reader, else the generic path with its precise messages)."""
     columns: Columns = [(col.name, col.parse, col.required, positions[col.name])
                         for col in kind.columns if col.name in positions]
     width = max(positions.values()) + 1
     keys = _Keys()
-    add_key, expected = keys.keys.append, 2  # the first row after the header is row 2
+    add_key, add_keys, expected = keys.keys.append, keys.keys.frombytes, 2  # the header is row 1
     pack = _packer(kind)
     build = kind.build
     fast = kind.fast(kind, positions, ctx) if kind.fast is not None else None
-    batch: list[Row] = []
-    for number, cells in rows:
-        report.rows += 1
-        row: Row | None = None
-        if fast is not None:
-            try:
-                row, key = fast(cells)
-            except FAST_MISS:
-                row = None
-        if row is None:
-            row = _generic_row(number, cells, columns, width, build, ctx, report)
-            if row is None:
+    bulk = kind.bulk(kind, positions, ctx, writer is not None) if kind.bulk is not None else None
+    for first, block in csv_file.blocks(BATCH):
+        taken = bulk(block) if bulk is not None else None
+        if taken is not None:
+            out, packed = taken
+            report.rows += len(block)
+            if first != expected:
+                keys.shift(first)
+            expected = first + len(block)
+            add_keys(packed.tobytes())
+            if writer is not None and out is not None and not report.error_count:
+                writer.write(out)
+            continue
+        batch: list[Row] = []
+        for number, cells in enumerate(block, first):
+            if is_blank(cells):
                 continue
-            key = pack(row)
-        if number != expected:
-            keys.shift(number)
-        expected = number + 1
-        add_key(key)
+            report.rows += 1
+            row: Row | None = None
+            if fast is not None:
+                try:
+                    row, key = fast(cells)
+                except FAST_MISS:
+                    row = None
+            if row is None:
+                row = _generic_row(number, cells, columns, width, build, ctx, report)
+                if row is None:
+                    continue
+                key = pack(row)
+            if number != expected:
+                keys.shift(number)
+            expected = number + 1
+            add_key(key)
+            if writer is not None and not report.error_count:
+                batch.append(row)
         if writer is not None and not report.error_count:
-            batch.append(row)
-            if len(batch) >= BATCH:
-                writer.write(batch)
-                batch.clear()
-    for row_number, first in keys.repeats():
-        report.add_error(row_number, "", f"same {kind.key_label} as row {first} (a key may appear once)")
-    if writer is not None and not report.error_count:
-        writer.write(batch)
+            writer.write(batch)
+    for row_number, first_row in keys.repeats():
+        report.add_error(row_number, "", f"same {kind.key_label} as row {first_row} (a key may appear once)")

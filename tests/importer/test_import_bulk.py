@@ -1,0 +1,174 @@
+"""Usage blocks read whole (`Kind.bulk`): they store exactly what reading row by row stores, and a
+block with anything unusual in it goes row by row, so messages and row numbers stay exact."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from bot.errors import BadInput
+from bot.importer import kinds, run
+from tests.importer.conftest import Importer
+from tests.importer.helpers import rows, snapshot
+
+BLOCK = 200  # rows a block in these tests (the real one is run.BATCH)
+FIRST = date(2001, 1, 1)
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "BATCH", BLOCK)
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every block the bulk reader took whole (and of none it gave back)."""
+    sizes: list[int] = []
+    usage = kinds.KINDS["usage"]
+    make = usage.bulk
+    assert make is not None
+
+    def counting(kind: Any, positions: Any, ctx: Any, emit: bool) -> Any:
+        take = make(kind, positions, ctx, emit)
+        if take is None:
+            return None
+
+        def counted(block: list[list[str]]) -> Any:
+            got = take(block)
+            if got is not None:
+                sizes.append(len(block))
+            return got
+
+        return counted
+
+    monkeypatch.setitem(kinds.KINDS, "usage", replace(usage, bulk=counting))
+    return sizes
+
+
+def _without_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(kinds.KINDS, "usage", replace(kinds.KINDS["usage"], bulk=None))
+
+
+def _odd_file(seed: int) -> tuple[str, dict[tuple[str, date], tuple[int, int]]]:
+    """A usage file of five blocks: plain ones (some events cells empty), and ones with a valid cell
+    the bulk reader does not take (leading zeros and spaces, a timestamp, a blank line, a row of empty
+    cells). Returns the file and the rows it must store."""
+    rng = random.Random(seed)
+    lines = ["date,events,account_id,active_users,comment"]  # columns in another order, one unknown
+    expected: dict[tuple[str, date], tuple[int, int]] = {}
+    for i in range(5 * BLOCK - 4):
+        account, day = ("A1", "A2")[i % 2], FIRST + timedelta(days=i // 2)
+        users, events = rng.randrange(0, 10**6), rng.randrange(0, 10**6)
+        day_cell, users_cell, events_cell = day.isoformat(), str(users), str(events)
+        odd = i in (BLOCK + 7, 3 * BLOCK + 50, 3 * BLOCK + 60)
+        if i == BLOCK + 7:
+            users_cell = f"00{users}"
+        elif i == 3 * BLOCK + 50:
+            day_cell = f"{(day - timedelta(days=1)).isoformat()}T23:30:00-02:00"  # the UTC day is `day`
+        elif i % 97 == 0:  # the bulk reader takes these: no count of events is one
+            events_cell, events = "", 1
+        elif i == 3 * BLOCK + 60:
+            users_cell = f" {users}"
+        lines.append(f"{day_cell},{events_cell},{account},{users_cell},note {i}")
+        if i in (BLOCK + 3, 2 * BLOCK + 9) and not odd:
+            lines.append("" if i == BLOCK + 3 else ",,,,")
+        expected[(account, day)] = (users, events)
+    return "\n".join(lines) + "\n", expected
+
+
+def _daily(engine: Engine) -> dict[tuple[str, date], tuple[int, int]]:
+    with engine.connect() as conn:
+        result = conn.execute(text(
+            "SELECT a.account_id, u.day, u.active_users, u.events FROM usage_daily u "
+            "JOIN accounts a ON a.id = u.account_pk"))
+        return {(a, d if isinstance(d, date) else date.fromisoformat(d)): (n, e) for a, d, n, e in result}
+
+
+def test_blocks_read_whole_store_what_rows_read_one_by_one_store(
+    book: Engine, importer: Importer, taken: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content, expected = _odd_file(3)
+    assert importer("usage", content, dry_run=True).rows == len(expected)
+    assert _daily(book) == {}
+    taken.clear()
+    assert importer("usage", content).rows == len(expected)
+    assert _daily(book) == expected
+    # the plain blocks (the first and the last, shorter) were read whole, the others row by row
+    assert taken == [BLOCK, BLOCK - 2]
+    whole = rows(book, "usage_daily")
+
+    with book.begin() as conn:
+        conn.execute(text("DELETE FROM usage_daily"))
+    _without_bulk(monkeypatch)
+    importer("usage", content)
+    assert rows(book, "usage_daily") == whole
+
+
+def test_a_file_without_events_counts_one_event_a_row(
+    book: Engine, importer: Importer, taken: list[int]
+) -> None:
+    lines = "".join(f"A2,{FIRST + timedelta(days=i)},{i}\n" for i in range(BLOCK))
+    importer("usage", "account_id,date,active_users\n" + lines)
+    assert taken == [BLOCK]
+    assert _daily(book) == {("A2", FIRST + timedelta(days=i)): (i, 1) for i in range(BLOCK)}
+
+
+def test_a_count_too_long_to_be_plain_goes_row_by_row_and_is_checked_there(
+    book: Engine, importer: Importer, taken: list[int]
+) -> None:
+    """Ten digits may pass MAX_COUNT: the block goes row by row, which stores what is in range
+    and refuses what is not."""
+    lines = "".join(f"A1,{FIRST + timedelta(days=i)},{'2147483647' if i == 5 else 1}\n" for i in range(BLOCK))
+    importer("usage", "account_id,date,active_users\n" + lines)
+    assert taken == []
+    assert _daily(book)[("A1", FIRST + timedelta(days=5))] == (2**31 - 1, 1)
+    before = snapshot(book)
+    lines = "".join(f"A2,{FIRST + timedelta(days=i)},{'2147483648' if i == 7 else 1}\n" for i in range(BLOCK))
+    with pytest.raises(BadInput) as caught:
+        importer("usage", "account_id,date,active_users\n" + lines)
+    assert caught.value.details == ["row 9, column active_users: 2147483648 is implausibly large"]
+    assert snapshot(book) == before
+
+
+def test_problems_in_a_big_file_are_reported_with_the_rows_they_are_on(
+    book: Engine, importer: Importer, taken: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blank lines in a block read whole shift the numbers of every later row; a block with a bad row
+    goes row by row and names it; a key repeated between a block read whole and one read row by row is
+    found. The same file read without the bulk reader gives the same messages."""
+    lines = ["account_id,date,active_users"]
+    for i in range(4 * BLOCK):
+        if i in (10, 11):
+            lines.append("")
+        day = FIRST + timedelta(days=i)
+        if i == 2 * BLOCK + 5:
+            lines.append(f"A9,{day},1")  # unknown account
+        elif i == 3 * BLOCK + 1:
+            lines.append(f"A1,{day},-4")
+        elif i == 3 * BLOCK + 2:
+            lines.append(f"A1,{FIRST + timedelta(days=20)},3")  # the same key as a row of block one
+        else:
+            lines.append(f"A1,{day},2")
+    content = "\n".join(lines) + "\n"
+    before = snapshot(book)
+    with pytest.raises(BadInput) as caught:
+        importer("usage", content)
+    expected = [
+        f"row {2 * BLOCK + 5 + 4}, column account_id: unknown account 'A9' "
+        "(import it in an accounts file first)",
+        f"row {3 * BLOCK + 1 + 4}, column active_users: -4 is negative (must be 0 or more)",
+        f"row {3 * BLOCK + 2 + 4}: same account_id and date as row {20 + 4} (a key may appear once)",
+    ]
+    assert caught.value.details == expected
+    assert len(taken) >= 2  # blocks before the bad ones were read whole
+    assert snapshot(book) == before
+
+    _without_bulk(monkeypatch)
+    with pytest.raises(BadInput) as again:
+        importer("usage", content)
+    assert again.value.details == expected
