@@ -29,7 +29,8 @@ from bot.importer.kinds import FAST_MISS, KINDS, Context, Kind, Row, RowError
 from bot.importer.reading import CsvFile, is_blank, open_csv
 from bot.importer.writing import Writer, writer_for
 
-BATCH = 20_000
+BATCH = 20_000  # rows handed to the writer at a time (and read at a time by a kind's bulk reader)
+ROW_BLOCK = 1_000  # rows read at a time for checking one by one: wide rows (notes) held briefly
 SHOWN_ERRORS = 50
 
 
@@ -267,7 +268,8 @@ def _stream(
     build = kind.build
     fast = kind.fast(kind, positions, ctx) if kind.fast is not None else None
     bulk = kind.bulk(kind, positions, ctx, writer is not None) if kind.bulk is not None else None
-    for first, block in csv_file.blocks(BATCH):
+    batch: list[Row] = []
+    for first, block in csv_file.blocks(BATCH if bulk is not None else ROW_BLOCK):
         taken = bulk(block) if bulk is not None else None
         if taken is not None:
             out, packed = taken
@@ -277,9 +279,11 @@ def _stream(
             expected = first + len(block)
             add_keys(packed.tobytes())
             if writer is not None and out is not None and not report.error_count:
+                if batch:  # rows checked one by one before this block go first, in file order
+                    writer.write(batch)
+                    batch = []
                 writer.write(out)
             continue
-        batch: list[Row] = []
         for number, cells in enumerate(block, first):
             if is_blank(cells):
                 continue
@@ -301,7 +305,10 @@ def _stream(
             add_key(key)
             if writer is not None and not report.error_count:
                 batch.append(row)
-        if writer is not None and not report.error_count:
-            writer.write(batch)
+                if len(batch) >= BATCH:
+                    writer.write(batch)
+                    batch = []
+    if writer is not None and batch and not report.error_count:
+        writer.write(batch)
     for row_number, first_row in keys.repeats():
         report.add_error(row_number, "", f"same {kind.key_label} as row {first_row} (a key may appear once)")
