@@ -11,6 +11,11 @@ bare 60-day scan three times (`benchmarks.run.floor_scan`, the floor the issue n
 `Keepwell.score` three times (the first into an empty day, the next two replacing it), and prints
 both medians and their ratio; the last line is the median ratio over the rounds.
 
+With `--pieces`, each piece of a score is also timed alone, one after the other (median of `--runs`
+calls): the usage windows, the other evidence, scoring, storing into an empty day and the day's
+peers, with the process's own CPU beside each wall time (the rest of the wall is the server's, as
+the client waits while it works). Their sum is what a score costs two cores.
+
 The machine's speed drifts by tens of percent within minutes, so two commits are compared by
 alternating them, each from its own checkout (the package is imported from the working directory):
 
@@ -24,17 +29,20 @@ alternating them, each from its own checkout (the package is imported from the w
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.run import AS_OF, floor_scan, make_book
-from bot import collector
+from bot import collector, scoring
 from bot.config import KeepwellConfig
 from bot.db import models as m
 from bot.db.engine import make_engine, migrate
@@ -44,6 +52,7 @@ from bot.services import Keepwell
 from bot.store import A, Book
 
 RUNS = 3  # scans, then scores, in a round: as `benchmarks.run` measures them
+T = TypeVar("T")
 
 
 def book_engine(url: str, schema: str) -> Engine:
@@ -102,6 +111,50 @@ def one_round(service: Keepwell, engine: Engine) -> tuple[float, float]:
     return statistics.median(scans), statistics.median(scores)
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(name: str, runs: int, piece: Callable[[], T]) -> T:
+    """Run a piece `runs` times; print its median wall time and this process's median CPU time."""
+    walls, cpus = [], []
+    out: Any = None
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), _cpu()
+        out = piece()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(_cpu() - cpu)
+    print(f"piece {name}: {statistics.median(walls) * 1000:.1f} ms, "
+          f"this process {statistics.median(cpus) * 1000:.1f} ms", flush=True)
+    return out
+
+
+def pieces(book: Book, engine: Engine, runs: int) -> None:
+    """Each piece of a score alone, as `bot.scoring` runs it on a range of accounts at a time."""
+    cfg = KeepwellConfig().health
+    weights = cfg.weights.model_dump()
+    spans = book.pk_ranges(scoring.CHUNK)
+    with collector.paused():
+        usage = timed("usage windows", runs, lambda: book.usage_columns(AS_OF, cfg, spans))
+        accounts = timed("peers", runs, book.peer_columns)
+        peers = scoring.day_peers(accounts, AS_OF, cfg, usage)
+        columns = timed("evidence", runs, lambda: [book.score_columns(AS_OF, cfg, span) for span in spans])
+        for part in columns:
+            part.add_usage(usage)
+        rows = timed("scoring", runs, lambda: [
+            scoring._score_chunk(part, cfg, AS_OF, peers, weights)[0] for part in columns])
+
+        def store() -> None:
+            with engine.begin() as conn:
+                conn.execute(m.table_of(m.HealthSnapshot).delete())
+            with book.snapshot_writer(AS_OF) as writer:
+                for part_rows in rows:
+                    writer.write_rows(part_rows)
+
+        timed("storing into an empty day", runs, store)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # a process of its own, as the `keepwell` command is (bot.collector)
         collector.settle()
@@ -112,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pieces", action="store_true", help="also time each piece of a score alone")
+    parser.add_argument("--runs", type=int, default=5, help="with --pieces: calls of each piece")
     args = parser.parse_args(argv)
     if args.accounts < 1 or args.days < 1 or args.rounds < 1:
         parser.error("--accounts, --days and --rounds must be >= 1")
@@ -127,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {n}: scan {scan:.3f} s, score {score:.3f} s, ratio {score / scan:.2f}", flush=True)
         median = statistics.median(ratios)
         print(f"{engine.dialect.name}: median ratio {median:.2f} over {args.rounds} rounds")
+        if args.pieces:
+            pieces(service.book, engine, max(1, args.runs))
     finally:
         engine.dispose()
     return 0

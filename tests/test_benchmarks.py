@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from benchmarks import all as bench_all
 from benchmarks import run as bench_run
@@ -66,7 +67,12 @@ def test_score_rounds_import_a_book_once_and_report_the_ratio_of_each_round(tmp_
     rounds = re.findall(r"^round \d: scan \d+\.\d{3} s, score \d+\.\d{3} s, ratio \d+\.\d\d$", out, re.M)
     assert len(rounds) == 2
     assert re.search(r"^sqlite: median ratio \d+\.\d\d over 2 rounds$", out, re.M)
-    assert score_rounds.main([*args, "--rounds", "1"]) == 0
-    assert "imported" not in capsys.readouterr().out  # the book is kept for the next call
+    assert score_rounds.main([*args, "--rounds", "1", "--pieces", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "imported" not in out  # the book is kept for the next call
+    timed = re.findall(r"^piece (.+): \d+\.\d ms, this process \d+\.\d ms$", out, re.M)
+    assert timed == ["usage windows", "peers", "evidence", "scoring", "storing into an empty day"]
+    with create_engine(f"sqlite:///{tmp_path / 'rounds.db'}").connect() as conn:  # what it stored
+        assert conn.execute(text("SELECT COUNT(*) FROM health_snapshots")).scalar() == 60
     with pytest.raises(SystemExit, match="holds a book of 60 accounts, not 70"):
         score_rounds.main([*args[:2], "--accounts", "70"])
