@@ -311,22 +311,47 @@ def _plain_counts(cells: Sequence[str]) -> bool:
     return digits.isascii() and digits.isdigit()
 
 
+COPY_SPECIAL = ("\\", "\t", "\n", "\r")  # characters COPY's text format would need escaped
+
+
 def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool) -> BulkReader | None:
-    """Daily usage rows a block at a time, column by column: each step is one C-level pass over the
-    block (`map`, `join`), not Python per row. A block with any cell the checks below do not take
-    (an unknown account, a date not yet seen that does not parse, a count that is not plain digits,
-    a short row, a blank one) returns None, and its rows go one by one through `fast` and the
-    generic path, which say precisely what is wrong. What it stores is what those would store: the
-    day as ISO text, the counts as the numbers their digits spell (COPY text on PostgreSQL, tuples
-    for `executemany` elsewhere); keys match `_packer`'s."""
-    if ctx.user_level or not (ctx.sqlite or ctx.copy):
+    """Usage rows a block at a time, column by column: each step is one C-level pass over the block
+    (`map`, `join`), not Python per row. A block with any cell the checks below do not take (an
+    unknown account, a date not yet seen that does not parse, a count that is not plain digits, a
+    user id with spaces around it or a character COPY would escape, a short row, a blank one)
+    returns None, and its rows go one by one through `fast` and the generic path, which say
+    precisely what is wrong. What it stores is what those would store: the day as ISO text, the
+    counts as the numbers their digits spell (COPY text on PostgreSQL, tuples for `executemany`
+    elsewhere); keys match `fast`'s (`_packer`'s)."""
+    if not (ctx.sqlite or ctx.copy):
         return None
     accounts = ctx.account_map()
-    at, on, users_at = positions["account_id"], positions["date"], positions["active_users"]
+    at, on = positions["account_id"], positions["date"]
+    user_level = ctx.user_level
+    value_at = positions["user_id" if user_level else "active_users"]
     events_at = positions.get("events")
     width = max(positions.values()) + 1
     iso: dict[str, str] = {}  # date cell → ISO text, for every distinct cell seen
-    ordinal: dict[str, int] = {}  # date cell → its packed key part
+    ordinal: dict[str, int] = {}  # date cell → its packed key part (daily rows)
+    day_of: dict[str, date] = {}  # date cell → the day (user-level keys hash it)
+
+    def learn(cells: set[str]) -> None:
+        """Parse date cells not seen yet (ValueError if one is not a plain date)."""
+        for cell in cells:
+            d = _plain_day(cell)
+            iso[cell], ordinal[cell], day_of[cell] = d.isoformat(), d.toordinal() & 0xFFFFF, d
+            if user_level:  # the days the roll-up after the import covers
+                span = ctx.usage_days
+                ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
+
+    def plain_users(users: Sequence[str]) -> bool:
+        """Whether every user id is what `fast` takes as it is (and COPY needs no escape in it)."""
+        if "" in users or max(map(len, users)) > 200:
+            return False
+        if any(map(str.__ne__, users, map(str.strip, users))):
+            return False
+        joined = "".join(users)
+        return "\x00" not in joined and not (ctx.copy and any(ch in joined for ch in COPY_SPECIAL))
 
     def take(block: list[list[str]]) -> Taken | None:
         if min(map(len, block)) < width:
@@ -339,27 +364,30 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
         days: list[Any] = list(map(iso.get, dates))
         if None in days:
             try:
-                for cell in set(dates).difference(iso):
-                    d = _plain_day(cell)
-                    iso[cell], ordinal[cell] = d.isoformat(), d.toordinal() & 0xFFFFF
+                learn(set(dates).difference(iso))
             except ValueError:
                 return None
             days = list(map(iso.get, dates))
-        users = columns[users_at]
+        values = columns[value_at]
         events: Sequence[str] = columns[events_at] if events_at is not None else ("1",) * len(block)
         if "" in events:
             events = [cell or "1" for cell in events]  # no count of events is one, as in `_usage`
-        if not (_plain_counts(users) and _plain_counts(events)):
+        if not (_plain_counts(events) and (plain_users(values) if user_level else _plain_counts(values))):
             return None
         n = len(block)
-        keys = np.fromiter(pks, np.int64, n) << 20
-        keys |= np.fromiter(map(ordinal.__getitem__, dates), np.int64, n)
+        if user_level:
+            triples = zip(pks, map(day_of.__getitem__, dates), values, strict=True)
+            keys = np.fromiter(map(hash, triples), np.int64, n)
+        else:
+            keys = np.fromiter(pks, np.int64, n) << 20
+            keys |= np.fromiter(map(ordinal.__getitem__, dates), np.int64, n)
         if not emit:
             return None, keys
         if ctx.copy:
-            lines = "\n".join(map("\t".join, zip(map(str, pks), days, users, events, strict=True)))
+            lines = "\n".join(map("\t".join, zip(map(str, pks), days, values, events, strict=True)))
             return CopyText(lines + "\n", n), keys
-        return list(zip(pks, days, map(int, users), map(int, events), strict=True)), keys
+        counts = values if user_level else map(int, values)
+        return list(zip(pks, days, counts, map(int, events), strict=True)), keys
 
     return take
 

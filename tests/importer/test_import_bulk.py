@@ -109,6 +109,50 @@ def test_blocks_read_whole_store_what_rows_read_one_by_one_store(
     assert rows(book, "usage_daily") == whole
 
 
+def test_user_level_blocks_read_whole_store_and_roll_up_what_rows_read_one_by_one_do(
+    book: Engine, importer: Importer, taken: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row per user per day: ids with a backslash, a tab or a quote are stored as they are
+    (PostgreSQL's COPY text would need them escaped: that block goes row by row there), an id with
+    spaces around it is trimmed by the generic path, and the days roll up into usage_daily."""
+    pg = book.dialect.name == "postgresql"
+    odd_ids = {BLOCK + 3: "u\\back", BLOCK + 4: '"u\tq""uote"', 2 * BLOCK + 5: " spaced "}
+    lines = ["account_id,date,user_id,events"]
+    for i in range(3 * BLOCK):
+        day = FIRST + timedelta(days=i // 40)
+        user = odd_ids.get(i, f"user-{i % 40}@example.com")
+        lines.append(f"{('A1', 'A2')[i // 20 % 2]},{day},{user},{'' if i % 7 == 0 else i % 11}")
+    content = "\n".join(lines) + "\n"
+    assert importer("usage", content).rows == 3 * BLOCK
+    assert taken == ([BLOCK] if pg else [BLOCK, BLOCK])  # the first block; on SQLite the second too
+    users = rows(book, "usage_users")
+    assert {r["user_id"] for r in users} >= {"u\\back", 'u\tq"uote', "spaced"}
+    assert len(users) == 3 * BLOCK
+    daily = rows(book, "usage_daily")
+    assert sum(r["active_users"] for r in daily) == 3 * BLOCK
+
+    with book.begin() as conn:
+        conn.execute(text("DELETE FROM usage_users"))
+        conn.execute(text("DELETE FROM usage_daily"))
+    _without_bulk(monkeypatch)
+    importer("usage", content)
+    assert (rows(book, "usage_users"), rows(book, "usage_daily")) == (users, daily)
+
+
+def test_a_user_level_key_repeated_between_a_whole_block_and_a_row_is_found(
+    book: Engine, importer: Importer, taken: list[int]
+) -> None:
+    lines = [f"A1,{FIRST + timedelta(days=i // 50)},user-{i % 50},1" for i in range(2 * BLOCK)]
+    lines[BLOCK + 1] = f"A1,{FIRST},user-7 ,1"  # row by row (spaces), the same key as row 9 once trimmed
+    before = snapshot(book)
+    with pytest.raises(BadInput) as caught:
+        importer("usage", "account_id,date,user_id,events\n" + "\n".join(lines) + "\n")
+    assert caught.value.details == [
+        f"row {BLOCK + 3}: same account_id, date and user_id as row 9 (a key may appear once)"]
+    assert taken == [BLOCK]
+    assert snapshot(book) == before
+
+
 def test_a_file_without_events_counts_one_event_a_row(
     book: Engine, importer: Importer, taken: list[int]
 ) -> None:
