@@ -114,6 +114,12 @@ class CopyText:
         return self.rows
 
 
+# An (account, day) key packs into one integer: the account's key above the day's ordinal, which
+# fits whole in DAY_BITS (date.max.toordinal() is 3,652,059 < 2**22), so two days never share a key.
+DAY_BITS = 22
+# Distinct date cells the usage readers keep parsed: a file of days has a few hundred, but one of
+# timestamps may have a new cell on every row, and those are then parsed where they stand.
+DATE_CELLS = 50_000
 FastReader = Callable[[list[str]], tuple[Row, int]]
 FAST_MISS = (KeyError, ValueError, IndexError, TypeError, OverflowError)
 # A block of rows read whole: what to write (rows for `executemany`, COPY text, or None when nothing
@@ -258,7 +264,9 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
         span = ctx.usage_days
         if user_level and (span is None or d < span[0] or d > span[1]):
             ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
-        days[text] = got = (d.isoformat() if iso else d, d.toordinal() & 0xFFFFF, d)
+        got = (d.isoformat() if iso else d, d.toordinal(), d)
+        if len(days) < DATE_CELLS:
+            days[text] = got
         return got
 
     def events(cells: list[str]) -> int:
@@ -286,7 +294,7 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
         users = int(cells[value_at])
         if not 0 <= users <= c.MAX_COUNT:
             raise ValueError(users)
-        return (pk, value, users, events(cells)), (pk << 20) | ordinal
+        return (pk, value, users, events(cells)), (pk << DAY_BITS) | ordinal
 
     return read_daily
 
@@ -336,10 +344,13 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
     day_of: dict[str, date] = {}  # date cell → the day (user-level keys hash it)
 
     def learn(cells: set[str]) -> None:
-        """Parse date cells not seen yet (ValueError if one is not a plain date)."""
+        """Parse date cells not seen yet (ValueError if one does not parse, or if there would be more
+        than DATE_CELLS: then the block goes row by row)."""
+        if len(iso) + len(cells) > DATE_CELLS:
+            raise ValueError("too many distinct date cells to keep")
         for cell in cells:
             d = _plain_day(cell)
-            iso[cell], ordinal[cell], day_of[cell] = d.isoformat(), d.toordinal() & 0xFFFFF, d
+            iso[cell], ordinal[cell], day_of[cell] = d.isoformat(), d.toordinal(), d
             if user_level:  # the days the roll-up after the import covers
                 span = ctx.usage_days
                 ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
@@ -379,7 +390,7 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
             triples = zip(pks, map(day_of.__getitem__, dates), values, strict=True)
             keys = np.fromiter(map(hash, triples), np.int64, n)
         else:
-            keys = np.fromiter(pks, np.int64, n) << 20
+            keys = np.fromiter(pks, np.int64, n) << DAY_BITS
             keys |= np.fromiter(map(ordinal.__getitem__, dates), np.int64, n)
         if not emit:
             return None, keys

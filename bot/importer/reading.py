@@ -37,13 +37,14 @@ class CsvFile:
     encoding: str
     delimiter: str
     header: list[str]  # trimmed, lower case
-    reader: Iterator[list[str]]  # the rows after the header; the header is row 1
+    reader: Iterator[list[str]]  # the rows after the header
+    header_row: int = 1  # the header's row number, as a spreadsheet numbers it (blank rows first)
 
     def blocks(self, size: int) -> Iterator[tuple[int, list[list[str]]]]:
         """The rows after the header, up to `size` at a time, as (the first one's spreadsheet row
         number, every row's cells): blank rows included, numbered as rows (`is_blank` tells them).
         A block is read by the csv module in one call: no Python step per row."""
-        number = 2
+        number = self.header_row + 1
         while True:
             block: list[list[str]] = []
             try:
@@ -122,10 +123,12 @@ def open_csv(path: Path) -> Iterator[CsvFile]:
         delimiter = _pick_delimiter(first)
         fh.seek(0)
         reader = csv.reader(fh, delimiter=delimiter, strict=False)
+        header_row = 1
         try:
             raw_header = next(reader)
             while not any(cell.strip() for cell in raw_header):
                 raw_header = next(reader)
+                header_row += 1
         except csv.Error as exc:
             raise BadInput(f"{path}: unreadable header row ({exc})") from None
         except StopIteration:
@@ -137,5 +140,5 @@ def open_csv(path: Path) -> Iterator[CsvFile]:
                 raise BadInput(f"{path}: column {name!r} appears twice in the header")
             seen.add(name)
 
-        yield CsvFile(path, encoding, delimiter, header, reader)
+        yield CsvFile(path, encoding, delimiter, header, reader, header_row)
 

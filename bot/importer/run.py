@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import collector
 from bot.errors import BadInput, OperationFailed
-from bot.importer.kinds import FAST_MISS, KINDS, Context, Kind, Row, RowError
+from bot.importer.kinds import DAY_BITS, FAST_MISS, KINDS, Context, Kind, Row, RowError
 from bot.importer.reading import CsvFile, is_blank, open_csv
 from bot.importer.writing import Writer, writer_for
 
@@ -111,7 +111,7 @@ def _packer(kind: Kind) -> Callable[[Row], int]:
     """8 bytes that stand for a row's key: exact for (account, day) keys, a 64-bit hash otherwise."""
     names = tuple(kind.insert[i] for i in kind.key)
     if names in (("account_pk", "day"), ("account_pk", "month")):
-        return lambda row: (row[0] << 20) | (row[1].toordinal() & 0xFFFFF)
+        return lambda row: (row[0] << DAY_BITS) | row[1].toordinal()
     get = itemgetter(*kind.key)
     return lambda row: hash(get(row))
 
@@ -263,7 +263,8 @@ def _stream(
                         for col in kind.columns if col.name in positions]
     width = max(positions.values()) + 1
     keys = _Keys()
-    add_key, add_keys, expected = keys.keys.append, keys.keys.frombytes, 2  # the header is row 1
+    # `expected`: the row the next key would be on without a shift (as `_Keys` starts: row 2)
+    add_key, add_keys, expected = keys.keys.append, keys.keys.frombytes, 2
     pack = _packer(kind)
     build = kind.build
     fast = kind.fast(kind, positions, ctx) if kind.fast is not None else None
@@ -279,7 +280,7 @@ def _stream(
             expected = first + len(block)
             add_keys(packed.tobytes())
             if writer is not None and out is not None and not report.error_count:
-                if batch:  # rows checked one by one before this block go first, in file order
+                if batch:  # rows checked one by one before this block are handed over first
                     writer.write(batch)
                     batch = []
                 writer.write(out)

@@ -216,3 +216,44 @@ def test_problems_in_a_big_file_are_reported_with_the_rows_they_are_on(
     with pytest.raises(BadInput) as again:
         importer("usage", content)
     assert again.value.details == expected
+
+
+def test_days_thousands_of_years_apart_are_two_keys(
+    book: Engine, importer: Importer, taken: list[int]
+) -> None:
+    """The repeat check packs (account, day) into one number; no two days share one (2**20 days
+    apart they once did, and such a file was refused as repeating a key)."""
+    far = date(2024, 1, 1) + timedelta(days=2**20)
+    for account, first_count in (("A1", " 1"), ("A2", "1")):  # row by row (a space), a block read whole
+        lines = [f"{account},2024-01-01,{first_count}", f"{account},{far},2"]
+        content = "account_id,date,active_users\n" + "\n".join(lines) + "\n"
+        assert importer("usage", content).rows == len(lines)
+    assert taken == [2]  # A2's file
+    assert {k: v for k, v in _daily(book).items() if k[1] in (date(2024, 1, 1), far)} == {
+        ("A1", date(2024, 1, 1)): (1, 1), ("A1", far): (2, 1),
+        ("A2", date(2024, 1, 1)): (1, 1), ("A2", far): (2, 1)}
+
+
+def test_rows_are_numbered_as_a_spreadsheet_does_when_blank_rows_come_before_the_header(
+    book: Engine, importer: Importer
+) -> None:
+    content = "\n,,\naccount_id,date,active_users\nA1,2026-01-05,1\nA1,2026-01-06,x\nA1,2026-01-05,2\n"
+    with pytest.raises(BadInput) as caught:
+        importer("usage", content)
+    assert caught.value.details == [
+        "row 5, column active_users: 'x' is not a whole number",
+        "row 6: same account_id and date as row 4 (a key may appear once)",
+    ]
+
+
+def test_a_file_of_timestamps_keeps_a_bounded_number_of_date_cells_parsed(
+    book: Engine, importer: Importer, monkeypatch: pytest.MonkeyPatch, taken: list[int]
+) -> None:
+    """Every row may carry a timestamp of its own: past DATE_CELLS of them, blocks go row by row and
+    new cells are parsed where they stand, with the same result."""
+    monkeypatch.setattr(kinds, "DATE_CELLS", BLOCK + 10)
+    lines = [f"A1,{FIRST + timedelta(days=i)}T{i % 24:02d}:{i % 60:02d}:00Z,{i % 9}"
+             for i in range(3 * BLOCK)]
+    assert importer("usage", "account_id,date,active_users\n" + "\n".join(lines) + "\n").rows == 3 * BLOCK
+    assert taken == [BLOCK]  # the first block's cells were kept; the next ones would be too many
+    assert _daily(book) == {("A1", FIRST + timedelta(days=i)): (i % 9, 1) for i in range(3 * BLOCK)}

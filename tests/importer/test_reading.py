@@ -75,10 +75,11 @@ def test_header_names_are_trimmed_and_lower_cased(tmp_path: Path) -> None:
 
 
 def test_blank_lines_are_skipped_but_still_counted_as_rows(tmp_path: Path) -> None:
+    """Numbered as a spreadsheet shows the file: the three blank rows before the header count too."""
     path = write(tmp_path, "\n\n  \na,b\n1,2\n\n3,4\n")
     _, _, header, rows = read(path)
     assert header == ["a", "b"]
-    assert rows == [(2, ["1", "2"]), (4, ["3", "4"])]
+    assert rows == [(5, ["1", "2"]), (7, ["3", "4"])]
 
 
 def test_row_numbers_count_records_not_physical_lines(tmp_path: Path) -> None:
