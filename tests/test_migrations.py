@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from bot.db.engine import alembic_config, head_revision, make_engine, migrate
+from bot.db.engine import alembic_config, head_revision, latest_revision, make_engine, migrate
 
 
 def test_upgrade_creates_head_and_is_idempotent(db_url):
@@ -63,6 +63,27 @@ def test_single_head_revision():
 
     script = ScriptDirectory.from_config(config_for(make_engine("sqlite://")))
     assert len(script.get_heads()) == 1, f"several heads: {script.get_heads()}"
+
+
+def test_the_latest_revision_read_from_the_scripts_is_alembics_head():
+    assert latest_revision() == head_revision() is not None
+
+
+def test_a_book_a_revision_behind_is_migrated_and_one_at_head_is_checked_without_alembic(engine, db_url):
+    """Every command checks the book's revision: without Alembic when it is at the latest (a command
+    then starts about 0.1 s sooner), and a book behind it is still brought up to date."""
+    command.downgrade(alembic_config(engine), "-1")
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() != head_revision()
+    migrate(engine)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    check = ("import sys; from bot.db.engine import make_engine, migrate; "
+             f"migrate(make_engine({db_url!r})); "
+             "print(sorted(m for m in sys.modules if m.startswith('alembic')))")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def _schema(engine) -> dict[str, tuple]:
