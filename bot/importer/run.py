@@ -1,9 +1,10 @@
 """Import one CSV file whole or not at all (CONTRACT §4).
 
-Rows stream from disk, are validated one by one and written in batches inside a single transaction
-(upserted as they come on SQLite; COPYed into a staging table and upserted at the end on PostgreSQL,
-see `writing`); any invalid row (or a key repeated within the file, found at the end) rolls the whole
-file back.
+Rows stream from disk a block at a time and are validated, a whole block at once where the kind has
+a bulk reader and the block is plain (usage), else row by row; valid rows are written in batches
+inside a single transaction (upserted on SQLite; COPYed on PostgreSQL, straight into the table or
+through a staging table, see `writing`); any invalid row (or a key repeated within the file, found
+at the end) rolls the whole file back.
 Duplicate keys are found without holding rows in memory: each row's key is packed into 8 bytes in an
 array and the array is sorted once at the end.
 """
