@@ -90,7 +90,7 @@ def latest_revision() -> str | None:
     then `migrate` asks Alembic."""
     revisions, parents = set(), set()
     for script in (MIGRATIONS / "versions").glob("*.py"):
-        found = dict((key, value) for key, value in _REVISION.findall(script.read_text()))
+        found = dict(_REVISION.findall(script.read_text()))
         if "revision" in found:
             revisions.add(found["revision"])
             parents.add(found.get("down_revision"))

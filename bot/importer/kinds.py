@@ -60,6 +60,12 @@ class Context:
         self.usage_days: tuple[date, date] | None = None
         self.unmatched_contacts = 0
 
+    def cover_day(self, day: date) -> None:
+        """Widen the span of days a user-level file covers (what `_rollup_users` sums again)."""
+        span = self.usage_days
+        if span is None or day < span[0] or day > span[1]:
+            self.usage_days = (min(day, span[0]), max(day, span[1])) if span else (day, day)
+
     def _rows(self, sql: str) -> list[Any]:
         with self.lock:
             return [tuple(r) for r in self.conn.execute(text(sql))]
@@ -187,7 +193,8 @@ TEAMS = c.enum_parser("sales", "cs", "support", "marketing", "product", "other")
 SENTIMENTS = c.enum_parser("positive", "neutral", "negative")
 TOUCH_KINDS = c.enum_parser("checkin", "qbr", "renewal", "onboarding", "other")
 FUNCTIONS = c.enum_parser("sales", "cs", "support", "marketing", "product", "exec")
-ID = c.text_parser(200)
+ID_CHARS = 200  # the longest id a file may give (an account's, a user's)
+ID = c.text_parser(ID_CHARS)
 NAME = c.text_parser(300)
 SHORT = c.text_parser(200)
 LONG = c.text_parser(10_000)
@@ -227,11 +234,8 @@ def _usage(v: dict[str, Any], ctx: Context) -> Row:
     if ctx.user_level:
         if v.get("user_id") is None:
             raise RowError("user_id", "required")
-        day = v["date"]
-        span = ctx.usage_days
-        if span is None or day < span[0] or day > span[1]:
-            ctx.usage_days = (min(day, span[0]), max(day, span[1])) if span else (day, day)
-        return (pk, day, v["user_id"], events)
+        ctx.cover_day(v["date"])
+        return (pk, v["date"], v["user_id"], events)
     if v.get("active_users") is None:
         raise RowError("active_users", "required")
     return (pk, v["date"], v["active_users"], events)
@@ -261,9 +265,8 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
 
     def day(text: str) -> tuple[Any, int, date]:
         d = _plain_day(text)
-        span = ctx.usage_days
-        if user_level and (span is None or d < span[0] or d > span[1]):
-            ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
+        if user_level:
+            ctx.cover_day(d)
         got = (d.isoformat() if iso else d, d.toordinal(), d)
         if len(days) < DATE_CELLS:
             days[text] = got
@@ -282,7 +285,7 @@ def _usage_fast(kind: Kind, positions: dict[str, int], ctx: Context) -> FastRead
             value, _, d = days.get(cells[on]) or day(cells[on])
             pk = accounts[cells[at]]
             user = cells[value_at]
-            if not user or user != user.strip() or len(user) > 200:
+            if not user or user != user.strip() or len(user) > ID_CHARS:
                 raise ValueError(user)
             return (pk, value, user, events(cells)), hash((pk, d, user))
 
@@ -340,8 +343,7 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
     events_at = positions.get("events")
     width = max(positions.values()) + 1
     iso: dict[str, str] = {}  # date cell → ISO text, for every distinct cell seen
-    ordinal: dict[str, int] = {}  # date cell → its packed key part (daily rows)
-    day_of: dict[str, date] = {}  # date cell → the day (user-level keys hash it)
+    day_of: dict[str, date] = {}  # date cell → the day, for the keys
 
     def learn(cells: set[str]) -> None:
         """Parse date cells not seen yet (ValueError if one does not parse, or if there would be more
@@ -350,14 +352,13 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
             raise ValueError("too many distinct date cells to keep")
         for cell in cells:
             d = _plain_day(cell)
-            iso[cell], ordinal[cell], day_of[cell] = d.isoformat(), d.toordinal(), d
-            if user_level:  # the days the roll-up after the import covers
-                span = ctx.usage_days
-                ctx.usage_days = (min(d, span[0]), max(d, span[1])) if span else (d, d)
+            iso[cell], day_of[cell] = d.isoformat(), d
+            if user_level:
+                ctx.cover_day(d)
 
     def plain_users(users: Sequence[str]) -> bool:
         """Whether every user id is what `fast` takes as it is (and COPY needs no escape in it)."""
-        if "" in users or max(map(len, users)) > 200:
+        if "" in users or max(map(len, users)) > ID_CHARS:
             return False
         if any(map(str.__ne__, users, map(str.strip, users))):
             return False
@@ -391,7 +392,7 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
             keys = np.fromiter(map(hash, triples), np.int64, n)
         else:
             keys = np.fromiter(pks, np.int64, n) << DAY_BITS
-            keys |= np.fromiter(map(ordinal.__getitem__, dates), np.int64, n)
+            keys |= np.fromiter(map(date.toordinal, map(day_of.__getitem__, dates)), np.int64, n)
         if not emit:
             return None, keys
         if ctx.copy:
