@@ -405,14 +405,18 @@ def _usage_bulk(kind: Kind, positions: dict[str, int], ctx: Context, emit: bool)
 
 
 def _rollup_users(ctx: Context) -> None:
-    """User-level rows are summed into daily active users for the days the file covered."""
+    """User-level rows are summed into daily active users for the days the file covered.
+
+    A day's events are at most `MAX_COUNT`: each user's count is, but their sum need not be, and the
+    column is 32-bit on PostgreSQL (the sum past it is stored as it, not refused midway)."""
     if not ctx.user_level or ctx.usage_days is None:
         return
     first, last = ctx.usage_days
     mark = "?" if ctx.sqlite else "%s"
+    least = "MIN" if ctx.sqlite else "LEAST"  # of two values: SQLite's MIN, PostgreSQL's LEAST
     ctx.conn.exec_driver_sql(
         "INSERT INTO usage_daily (account_pk, day, active_users, events) "
-        "SELECT account_pk, day, COUNT(*), SUM(events) FROM usage_users "
+        f"SELECT account_pk, day, COUNT(*), {least}(SUM(events), {c.MAX_COUNT}) FROM usage_users "
         f"WHERE day >= {mark} AND day <= {mark} GROUP BY account_pk, day "
         "ON CONFLICT (account_pk, day) DO UPDATE SET "
         "active_users = excluded.active_users, events = excluded.events",

@@ -257,3 +257,15 @@ def test_a_file_of_timestamps_keeps_a_bounded_number_of_date_cells_parsed(
     assert importer("usage", "account_id,date,active_users\n" + "\n".join(lines) + "\n").rows == 3 * BLOCK
     assert taken == [BLOCK]  # the first block's cells were kept; the next ones would be too many
     assert _daily(book) == {("A1", FIRST + timedelta(days=i)): (i % 9, 1) for i in range(3 * BLOCK)}
+
+
+def test_a_day_whose_users_sum_past_the_largest_count_stores_the_largest_count(
+    book: Engine, importer: Importer
+) -> None:
+    """Two users with the largest count of events each: the day's total cannot fit the book's 32-bit
+    column, so it is stored as the largest count (the day's active users stay exact), not refused
+    halfway through the import."""
+    day = FIRST + timedelta(days=3)
+    importer("usage", f"account_id,date,user_id,events\nA1,{day},u1,2147483647\nA1,{day},u2,2147483647\n"
+                      f"A1,{day + timedelta(days=1)},u1,5\n")
+    assert _daily(book) == {("A1", day): (2, 2**31 - 1), ("A1", day + timedelta(days=1)): (1, 5)}
