@@ -1,7 +1,8 @@
 """The whole-book scoring run behind `keepwell score`: set-based reads, chunked, pipelined, streamed.
 
-1. The accounts are cut into ranges of primary keys. A reader thread reads the first ranges' evidence
-   (accounts, NPS, tickets, invoices, touches, champions) straight into columns (`Book.score_columns`)
+1. The accounts are cut into ranges of primary keys. A reader thread reads every account once, then
+   the first ranges' evidence (NPS, tickets, invoices, touches, champions) straight into columns
+   (`Book.score_columns`)
    while this thread and one more read every account's usage windows, half the ranges each, range by
    range (`Book.usage_columns`); then this thread places the day's peers and the danger-zone line,
    which every range needs before it is scored.
@@ -210,27 +211,32 @@ def _in_thread(
     """Score here, chunk after chunk, while a reader thread fetches the next chunks' evidence (none
     with `read_ahead` 0: each chunk is read when it is scored).
 
-    The reader starts on the accounts the peers are chosen from and the first chunks while the usage
+    The reader starts on the accounts (read once: the peers are chosen from them, and each chunk takes
+    its own from them) and the first chunks' other evidence while the usage
     windows are read, half the ranges here and half in one more thread (each on a connection of its
     own: PostgreSQL's server then seeks on two cores, and the windows are in 15-20 % sooner); then the
     day's peers are placed (`run["peers"]`), which every chunk needs before it can be scored."""
     weights = cfg.weights.model_dump()
     with ThreadPoolExecutor(1, "keepwell-score-read") as reader, \
             ThreadPoolExecutor(1, "keepwell-score-usage") as second:  # no thread starts unless used
-        accounts = reader.submit(book.peer_columns) if read_ahead else None
-        ahead = deque(reader.submit(book.score_columns, as_of, cfg, span) for span in spans[:read_ahead])
+        accounts = reader.submit(book.account_columns) if read_ahead else None
+
+        def evidence(span: PkRange) -> Columns:  # on the reader: the accounts are read by then
+            return book.score_columns(as_of, cfg, span, accounts=accounts.result() if accounts else None)
+
+        ahead = deque(reader.submit(evidence, span) for span in spans[:read_ahead])
         half = len(spans) // 2 if read_ahead else 0
         later = second.submit(book.usage_columns, as_of, cfg, spans[half:]) if half else None
         usage = book.usage_columns(as_of, cfg, spans[:half] if half else spans)
         if later is not None:
             usage = UsageColumns.concat([usage, later.result()])
-        peers = run["peers"] = day_peers(accounts.result() if accounts else book.peer_columns(), as_of, cfg,
-                                         usage)
+        peers = run["peers"] = day_peers(accounts.result().peers if accounts else book.peer_columns(), as_of,
+                                         cfg, usage)
         for i in range(len(spans)):
             if read_ahead:
                 columns = ahead.popleft().result()
                 if i + read_ahead < len(spans):
-                    ahead.append(reader.submit(book.score_columns, as_of, cfg, spans[i + read_ahead]))
+                    ahead.append(reader.submit(evidence, spans[i + read_ahead]))
             else:
                 columns = book.score_columns(as_of, cfg, spans[i])
             columns.add_usage(usage)

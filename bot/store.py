@@ -175,6 +175,24 @@ PeerColumns = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, 
 
 
 @dataclass(frozen=True)
+class AccountColumns:
+    """Accounts in key order as a (5, accounts) array: pk, start, churn, seats and renewal, as
+    ordinals and counts (0: none). A whole-book run reads them once, for the peers and every range."""
+
+    rows: np.ndarray[Any, Any]
+
+    @property
+    def peers(self) -> PeerColumns:
+        pk, start, churn, seats, _ = self.rows
+        return pk, start, churn, seats
+
+    def part(self, span: PkRange) -> np.ndarray[Any, Any]:
+        """The columns of the accounts in a range."""
+        lo, hi = np.searchsorted(self.rows[0], (span.lo, span.hi + 1))
+        return self.rows[:, lo:hi]
+
+
+@dataclass(frozen=True)
 class UsageRead:
     """The usage windows of a day, already read: `windows` is None when the book has no usage rows."""
 
@@ -500,20 +518,16 @@ class Book:
 
     def score_columns(
         self, as_of: date, cfg: HealthConfig, pks: PkRange, usage: UsageColumns | None = None,
-        conn: Connection | None = None,
+        conn: Connection | None = None, accounts: AccountColumns | None = None,
     ) -> Columns:
         """What `health_inputs` reads about a range of accounts, as the columns `bulk` scores (the usage
-        windows when given; else `Columns.add_usage` adds them once read).
+        windows when given; else `Columns.add_usage` adds them once read; the accounts themselves from
+        `accounts` when the run has read them all, else here).
 
         The same evidence read the same way, aggregated per account as it arrives: no Python object
         per account or per row (tests/test_store.py checks it equals `Columns.of(health_inputs)`)."""
         with self.use(conn) as conn:
-            columns = _int_columns(conn.execute(
-                select(A.c.id, *(func.coalesce(v, 0) for v in (
-                    day_number(A.c.start_date), day_number(A.c.churn_date), A.c.seats,
-                    day_number(A.c.renewal_date))))
-                .where(_where_pk(A.c.id, pks)).order_by(A.c.id)
-            ).all(), 5)
+            columns = self._account_rows(conn, pks) if accounts is None else accounts.part(pks)
             keys = columns[0]
             pk = keys.tolist()
             at = {p: k for k, p in enumerate(pk)}
@@ -615,12 +629,21 @@ class Book:
     def peer_columns(self) -> PeerColumns:
         """pk, start, churn (0: none) and seats (0: none) of every account, as columns of ordinals and
         counts: what the day's peers are chosen by."""
+        return self.account_columns().peers
+
+    def account_columns(self) -> AccountColumns:
+        """Every account's pk, start, churn, seats and renewal, in key order (`AccountColumns`)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(A.c.id, day_number(A.c.start_date), day_number(A.c.churn_date),
-                                       A.c.seats)).all()
-        pk, start, churn, seats = (np.fromiter((r[i] or 0 for r in rows), np.int64, len(rows))
-                                   for i in range(4))
-        return pk, start, churn, seats
+            return AccountColumns(self._account_rows(conn, None))
+
+    @staticmethod
+    def _account_rows(conn: Connection, pks: Pks) -> np.ndarray[Any, Any]:
+        return _int_columns(conn.execute(
+            select(A.c.id, *(func.coalesce(v, 0) for v in (
+                day_number(A.c.start_date), day_number(A.c.churn_date), A.c.seats,
+                day_number(A.c.renewal_date))))
+            .where(_where_pk(A.c.id, pks)).order_by(A.c.id)
+        ).all(), 5)
 
     def pk_ranges(self, size: int) -> list[PkRange]:
         """The accounts cut into ranges of `size` primary keys (the last one shorter), in key order:
