@@ -528,7 +528,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pg", action="store_true", help="SQLite only, whatever --pg says")
     parser.add_argument("--health-calls", type=int, default=500)
     parser.add_argument("--name-calls", type=int, default=20)
-    parser.add_argument("--score-runs", type=int, default=3)
+    parser.add_argument("--score-runs", type=int, default=5)
     parser.add_argument("--no-cli", action="store_true", help="skip timing the `keepwell score` command")
     parser.add_argument("--profile", action="store_true",
                         help="after measuring, cProfile one score and 200 health calls "
