@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from bot import collector
 from bot.config import KeepwellConfig
@@ -22,12 +22,11 @@ from bot.core.health import Peers, score_account, score_book
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention, revenue_months
 from bot.core.segments import SegmentError, parse_segment
-from bot.db import models as m
 from bot.draftstore import DraftStore, NoStore
 from bot.errors import BadInput
 from bot.importer.run import ImportReport, import_csv
 from bot.scoring import score_and_store
-from bot.store import Book, Journal, Scored
+from bot.store import RUN_COMPUTED_AT, Book, Journal, Scored
 from bot.teamwork import Teamwork
 
 
@@ -124,8 +123,7 @@ class Keepwell:
 
     def _peers_for(self, as_of: date, conn: Connection) -> Peers:
         """The day's peer distribution: from the stored run (cached while it is current), or live."""
-        runs = m.table_of(m.ScoreRun)
-        computed = conn.execute(select(runs.c.computed_at).where(runs.c.as_of == as_of)).scalar()
+        computed = conn.execute(RUN_COMPUTED_AT, {"as_of": as_of}).scalar()
         if computed is not None:
             cached = self._peers.get(as_of)
             if cached is not None and cached[0] == computed:

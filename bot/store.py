@@ -14,18 +14,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rapidfuzz import fuzz, process
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Connection,
     Engine,
     String,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -199,7 +201,7 @@ class UsageRead:
     windows: dict[int, UsageWindow] | None
 
 
-def _where_pk(column: Any, pks: Pks) -> Any:
+def _where_pk(column: Any, pks: Pks | Sequence[BindParameter[int]]) -> Any:
     if pks is None:
         return True
     if isinstance(pks, PkRange):
@@ -209,15 +211,137 @@ def _where_pk(column: Any, pks: Pks) -> Any:
     return column.in_(pks)
 
 
+def _day_end(as_of: date) -> datetime:
+    return datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+
+
 def _open_tickets(as_of: date) -> tuple[Any, ...]:
     """Tickets open at the end of the day."""
-    end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+    return _open_at(_day_end(as_of))
+
+
+def _open_at(end: Any) -> tuple[Any, ...]:
+    """Tickets open at an instant (a datetime, or a bind parameter for one)."""
     return T.c.opened_at < end, or_(T.c.closed_at.is_(None), T.c.closed_at >= end)
 
 
-def _overdue(as_of: date) -> tuple[Any, ...]:
+def _overdue(as_of: date | BindParameter[date]) -> tuple[Any, ...]:
     """Invoices past due and unpaid on the day."""
     return I.c.due_date < as_of, or_(I.c.paid_date.is_(None), I.c.paid_date > as_of)
+
+
+class _Card(NamedTuple):
+    usage: Any
+    evidence: Any
+
+
+# The card's other reads, as `_card_statements`' are: built once, with bind parameters
+_ACCOUNT_BY_ID = select(*ACCOUNT_COLUMNS).where(A.c.account_id == bindparam("q"))
+_SCORE_BEFORE = (select(S.c.score).where(S.c.account_pk == bindparam("pk"), S.c.as_of < bindparam("as_of"))
+                 .order_by(S.c.as_of.desc()).limit(1))
+_TEAM = select(TM.c.member, TM.c.function).where(TM.c.account_pk == bindparam("pk")).order_by(
+    TM.c.function, TM.c.member)
+_LATEST_TOUCH = (select(TO).where(TO.c.account_pk == bindparam("pk"), TO.c.day <= bindparam("as_of"))
+                 .order_by(TO.c.day.desc(), TO.c.id.desc()).limit(1))
+RUN_COMPUTED_AT = select(SR.c.computed_at).where(SR.c.as_of == bindparam("as_of"))
+
+
+@cache
+def _card_statements(dialect: str) -> _Card:
+    """The health card's two reads of one account, built once per engine with bind parameters for the
+    account and the days: `pk` and `UsageDays`' fields; `since` (NPS answers after it), `as_of` and
+    `end` (its end, for open tickets). Building and keying them for each card cost about a fifth of it.
+
+    `usage`: the account's usage windows (as `_usage_windows` reads them) with its monthly users in
+    the same round trip. `evidence`: NPS answers, open tickets, overdue invoices, the last touch and a
+    champion, in one `UNION ALL` of text columns (kind, a, b, the NPS answers' import order): a card on
+    PostgreSQL pays a round trip per statement."""
+    pk: BindParameter[int] = bindparam("pk")
+    days = UsageDays(*(bindparam(name) for name in UsageDays._fields))
+    aggregates, source, where = _usage_windows(dialect, days, [pk])
+    aggregates.append(select(func.count(func.distinct(UU.c.user_id)))
+                      .where(UU.c.account_pk == pk, UU.c.day > days.window, UU.c.day <= days.as_of)
+                      .scalar_subquery())
+    usage = select(*aggregates).select_from(source).where(where).group_by(aggregates[0])
+    as_of: BindParameter[date] = bindparam("as_of")
+    none = cast(null(), String)
+    evidence = union_all(
+        select(literal("nps"), cast(N.c.day, String), cast(N.c.score, String), N.c.id)
+        .where(N.c.account_pk == pk, N.c.day > bindparam("since"), N.c.day <= as_of),
+        select(literal("ticket"), T.c.priority, T.c.kind, literal(0))
+        .where(T.c.account_pk == pk, *_open_at(bindparam("end"))),
+        select(literal("invoice"), cast(I.c.amount, String), cast(I.c.due_date, String), literal(0))
+        .where(I.c.account_pk == pk, *_overdue(as_of)),
+        select(literal("touch"), cast(func.max(TO.c.day), String), none, literal(0))
+        .where(TO.c.account_pk == pk, TO.c.day <= as_of),
+        select(literal("champion"), none, none, literal(0))
+        .where(exists().where(C.c.role == "champion", C.c.account_pk == pk)),
+    )
+    return _Card(usage, evidence)
+
+
+class UsageDays(NamedTuple):
+    """The days a usage read is bounded by: the day itself, and the first days (excluded) of its
+    window, of the window before it and of the lookback. Dates, or bind parameters for them in a
+    statement built once (`_card_statements`)."""
+
+    as_of: Any
+    window: Any
+    before: Any
+    lookback: Any
+
+    @classmethod
+    def of(cls, as_of: date, cfg: HealthConfig) -> UsageDays:
+        window = cfg.window_days
+        return cls(as_of, as_of - timedelta(days=window), as_of - timedelta(days=2 * window),
+                   as_of - timedelta(days=lookback_days(cfg)))
+
+
+def _usage_windows(
+    dialect: str, days: UsageDays, pks: Pks | Sequence[BindParameter[int]]
+) -> tuple[list[Any], Any, Any]:
+    """The select list (pk, user-days, user-days before, active days, peak, last active day), its
+    FROM and its WHERE: each account's usage windows in one aggregate, the fastest way each engine
+    has (10k accounts x 365 days, whole book)."""
+    as_of, w, p, lb = days
+    if dialect == "sqlite":
+        # Range seeks on usage_daily's primary key (account_pk, day): the last window's rows joined
+        # and aggregated; the window before summed, and the last active day found (newest first,
+        # up to the first), by correlated subqueries. Days are text in SQLite: asking each row of
+        # the lookback which window it is in took five text comparisons a row, 0.32 s against 0.17.
+        before, last = U.alias("before"), U.alias("last")
+        prev_sum = (select(func.sum(before.c.active_users))
+                    .where(before.c.account_pk == A.c.id, before.c.day > p, before.c.day <= w)
+                    .scalar_subquery())
+        last_active = (select(last.c.day)
+                       .where(last.c.account_pk == A.c.id, last.c.day > lb, last.c.day <= as_of,
+                              last.c.active_users > 0)
+                       .order_by(last.c.day.desc()).limit(1).scalar_subquery())
+        return ([A.c.id, func.sum(U.c.active_users), prev_sum,
+                 func.sum(case((U.c.active_users > 0, 1), else_=0)), func.max(U.c.active_users),
+                 last_active],
+                A.outerjoin(U, and_(U.c.account_pk == A.c.id, U.c.day > w, U.c.day <= as_of)),
+                _where_pk(A.c.id, pks))
+    # PostgreSQL: one pass over the lookback, each row summed into its window. Reading the whole
+    # book it scans the days with parallel workers (0.13 s, against 0.19 driven from the accounts
+    # and 0.37 with the subqueries above); for a range of accounts it seeks from them (see
+    # `usage_columns`). FILTER, not CASE: a row outside a window is then not added at all (0.20 s
+    # of the server against 0.25, serial).
+    recent = U.c.day > w
+    in_window = and_(U.c.day > lb, U.c.day <= as_of)
+    key: Any = U.c.account_pk
+    source: Any = U
+    where: Any = in_window
+    if pks is not None:
+        key, source = A.c.id, A.join(U, and_(U.c.account_pk == A.c.id, in_window))
+        where = _where_pk(A.c.id, pks)
+    return ([key,
+             func.sum(U.c.active_users).filter(recent),
+             func.sum(U.c.active_users).filter(U.c.day > p, U.c.day <= w),
+             func.count().filter(recent, U.c.active_users > 0),
+             func.max(U.c.active_users).filter(recent),
+             func.max(U.c.day).filter(U.c.active_users > 0)],
+            source, where)
 
 
 # An NPS answer as one number that orders as (day, id) do, its score (0-10, as the importer admits) in
@@ -378,7 +502,7 @@ class Book:
         if not q:
             return None
         with self.use(conn) as conn:
-            row = conn.execute(select(*ACCOUNT_COLUMNS).where(A.c.account_id == q)).first()
+            row = conn.execute(_ACCOUNT_BY_ID, {"q": q}).first()
             if row is None:
                 found = conn.execute(
                     select(*ACCOUNT_COLUMNS).where(func.lower(A.c.name) == q.lower()).limit(2)
@@ -464,30 +588,15 @@ class Book:
     def account_inputs(
         self, account: Account, as_of: date, cfg: HealthConfig, conn: Connection | None = None
     ) -> HealthInputs:
-        """`health_inputs` of one account already resolved, in three statements rather than eight.
-
-        NPS answers, open tickets, overdue invoices, the last touch and a champion come back from one
-        `UNION ALL` of text columns: a one-account report on PostgreSQL pays a round trip per statement.
-        """
+        """`health_inputs` of one account already resolved, in two statements rather than eight, each
+        built once (`_card_statements`)."""
         pk = account.pk
-        since = as_of - timedelta(days=cfg.nps_days)
-        none = cast(null(), String)
-        evidence = union_all(  # (kind, a, b, order: the NPS answers' import order)
-            select(literal("nps"), cast(N.c.day, String), cast(N.c.score, String), N.c.id)
-            .where(N.c.account_pk == pk, N.c.day > since, N.c.day <= as_of),
-            select(literal("ticket"), T.c.priority, T.c.kind, literal(0))
-            .where(T.c.account_pk == pk, *_open_tickets(as_of)),
-            select(literal("invoice"), cast(I.c.amount, String), cast(I.c.due_date, String), literal(0))
-            .where(I.c.account_pk == pk, *_overdue(as_of)),
-            select(literal("touch"), cast(func.max(TO.c.day), String), none, literal(0))
-            .where(TO.c.account_pk == pk, TO.c.day <= as_of),
-            select(literal("champion"), none, none, literal(0))
-            .where(exists().where(C.c.role == "champion", C.c.account_pk == pk)),
-        )
         with self.use(conn) as conn:
             usage = self.usage_read(as_of, cfg, [pk], conn).windows
             known = {t.name: self._has(conn, t) for t in (T, I, TO, C)}
-            rows = conn.execute(evidence).all()
+            since = as_of - timedelta(days=cfg.nps_days)
+            rows = conn.execute(_card_statements(conn.dialect.name).evidence,
+                                {"pk": pk, "since": since, "as_of": as_of, "end": _day_end(as_of)}).all()
         nps: list[NpsResponse] = []
         tickets: list[OpenTicket] = []
         invoices: list[OverdueInvoice] = []
@@ -674,18 +783,19 @@ class Book:
         account with usage rows in the lookback. For a run (`run`): no active days, which nothing a run
         scores reads (one aggregate less a row: 5-15 % of the read), and the last active day as an
         ordinal."""
-        w = as_of - timedelta(days=cfg.window_days)
+        days = UsageDays.of(as_of, cfg)
         one = pks[0] if isinstance(pks, Sequence) and len(pks) == 1 else None
-        aggregates, source, where = self._usage_windows(conn.dialect.name, as_of, cfg, pks)
-        if run:
-            del aggregates[3]
-            aggregates[-1] = day_number(aggregates[-1])
-        users_in_window = (UU.c.day > w, UU.c.day <= as_of)
         if one is not None:  # one account (the health card): its monthly users in the same round trip
-            aggregates.append(select(func.count(func.distinct(UU.c.user_id)))
-                              .where(UU.c.account_pk == one, *users_in_window).scalar_subquery())
-        rows = conn.execute(select(*aggregates).select_from(source).where(where)
-                            .group_by(aggregates[0])).all()
+            card = _card_statements(conn.dialect.name).usage
+            rows = conn.execute(card, {"pk": one, **days._asdict()}).all()
+        else:
+            aggregates, source, where = _usage_windows(conn.dialect.name, days, pks)
+            if run:
+                del aggregates[3]
+                aggregates[-1] = day_number(aggregates[-1])
+            rows = conn.execute(select(*aggregates).select_from(source).where(where)
+                                .group_by(aggregates[0])).all()
+        users_in_window = (UU.c.day > days.window, UU.c.day <= as_of)
         if one is not None:
             mau: dict[int, int] = {r[0]: r[6] for r in rows if r[6]}  # 0: no user-level rows
         else:
@@ -697,55 +807,6 @@ class Book:
         if run:
             return [(r[0], r[1], r[2], r[3], mau.get(r[0], -1), r[4]) for r in rows]
         return [(r[0], r[1], r[2], r[3], r[4], mau.get(r[0], -1), r[5]) for r in rows]
-
-    @staticmethod
-    def _usage_windows(
-        dialect: str, as_of: date, cfg: HealthConfig, pks: Pks
-    ) -> tuple[list[Any], Any, Any]:
-        """The select list (pk, user-days, user-days before, active days, peak, last active day), its
-        FROM and its WHERE: each account's usage windows in one aggregate, the fastest way each engine
-        has (10k accounts x 365 days, whole book)."""
-        w = as_of - timedelta(days=cfg.window_days)
-        p = as_of - timedelta(days=2 * cfg.window_days)
-        lb = as_of - timedelta(days=lookback_days(cfg))
-        if dialect == "sqlite":
-            # Range seeks on usage_daily's primary key (account_pk, day): the last window's rows joined
-            # and aggregated; the window before summed, and the last active day found (newest first,
-            # up to the first), by correlated subqueries. Days are text in SQLite: asking each row of
-            # the lookback which window it is in took five text comparisons a row, 0.32 s against 0.17.
-            before, last = U.alias("before"), U.alias("last")
-            prev_sum = (select(func.sum(before.c.active_users))
-                        .where(before.c.account_pk == A.c.id, before.c.day > p, before.c.day <= w)
-                        .scalar_subquery())
-            last_active = (select(last.c.day)
-                           .where(last.c.account_pk == A.c.id, last.c.day > lb, last.c.day <= as_of,
-                                  last.c.active_users > 0)
-                           .order_by(last.c.day.desc()).limit(1).scalar_subquery())
-            return ([A.c.id, func.sum(U.c.active_users), prev_sum,
-                     func.sum(case((U.c.active_users > 0, 1), else_=0)), func.max(U.c.active_users),
-                     last_active],
-                    A.outerjoin(U, and_(U.c.account_pk == A.c.id, U.c.day > w, U.c.day <= as_of)),
-                    _where_pk(A.c.id, pks))
-        # PostgreSQL: one pass over the lookback, each row summed into its window. Reading the whole
-        # book it scans the days with parallel workers (0.13 s, against 0.19 driven from the accounts
-        # and 0.37 with the subqueries above); for a range of accounts it seeks from them (see
-        # `usage_columns`). FILTER, not CASE: a row outside a window is then not added at all (0.20 s
-        # of the server against 0.25, serial).
-        recent = U.c.day > w
-        in_window = and_(U.c.day > lb, U.c.day <= as_of)
-        key: Any = U.c.account_pk
-        source: Any = U
-        where: Any = in_window
-        if pks is not None:
-            key, source = A.c.id, A.join(U, and_(U.c.account_pk == A.c.id, in_window))
-            where = _where_pk(A.c.id, pks)
-        return ([key,
-                 func.sum(U.c.active_users).filter(recent),
-                 func.sum(U.c.active_users).filter(U.c.day > p, U.c.day <= w),
-                 func.count().filter(recent, U.c.active_users > 0),
-                 func.max(U.c.active_users).filter(recent),
-                 func.max(U.c.day).filter(U.c.active_users > 0)],
-                source, where)
 
     @staticmethod
     def _nps_rows(conn: Connection, as_of: date, cfg: HealthConfig, pks: Pks) -> Any:
@@ -831,10 +892,7 @@ class Book:
         """Each account's latest stored score from before `as_of`."""
         if pks is not None and len(pks) == 1:
             with self.use(conn) as c:
-                score = c.execute(
-                    select(S.c.score).where(S.c.account_pk == pks[0], S.c.as_of < as_of)
-                    .order_by(S.c.as_of.desc()).limit(1)
-                ).scalar()
+                score = c.execute(_SCORE_BEFORE, {"pk": pks[0], "as_of": as_of}).scalar()
             return {} if score is None else {pks[0]: score}
         latest = (
             select(S.c.account_pk, func.max(S.c.as_of).label("day"))
@@ -1005,11 +1063,7 @@ class Book:
 
     def team(self, pk: int, conn: Connection | None = None) -> list[tuple[str, str]]:
         with self.use(conn) as conn:
-            rows = conn.execute(
-                select(TM.c.member, TM.c.function).where(TM.c.account_pk == pk)
-                .order_by(TM.c.function, TM.c.member)
-            )
-            return [(r[0], r[1]) for r in rows]
+            return [(r[0], r[1]) for r in conn.execute(_TEAM, {"pk": pk})]
 
     def contacts(self, pk: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -1039,10 +1093,7 @@ class Book:
 
     def latest_touch(self, pk: int, as_of: date, conn: Connection | None = None) -> dict[str, Any] | None:
         with self.use(conn) as conn:
-            row = conn.execute(
-                select(TO).where(TO.c.account_pk == pk, TO.c.day <= as_of)
-                .order_by(TO.c.day.desc(), TO.c.id.desc()).limit(1)
-            ).first()
+            row = conn.execute(_LATEST_TOUCH, {"pk": pk, "as_of": as_of}).first()
             return dict(row._mapping) if row else None
 
 

@@ -92,12 +92,16 @@ def test_evidence_as_of_the_day(book):
 
 
 def test_one_account_and_the_whole_book_agree(book):
-    cfg = HealthConfig()
-    everyone = by_id(book, cfg)
-    for account in book.book.accounts():
-        [one] = book.book.health_inputs(AS_OF, cfg, [account.pk])
-        assert one == everyone[account.account_id]
-        assert book.book.account_inputs(account, AS_OF, cfg) == one  # the health card's own read
+    """On two days and settings, one after the other: the card's statements are built once, with the
+    account and the days as parameters (nothing of one call may stay in them for the next)."""
+    for back, window in ((0, 30), (12, 7), (0, 30)):
+        cfg = HealthConfig(window_days=window)
+        day = AS_OF - timedelta(days=back)
+        everyone = {i.account.account_id: i for i in book.book.health_inputs(day, cfg)}
+        for account in book.book.accounts():
+            [one] = book.book.health_inputs(day, cfg, [account.pk])
+            assert one == everyone[account.account_id]
+            assert book.book.account_inputs(account, day, cfg) == one  # the health card's own read
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
