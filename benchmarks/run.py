@@ -312,7 +312,8 @@ def measure_score(
          "summary_seconds": [round(x, 4) for x in inner], "customers": accounts,
          "note": "first run writes the day's snapshots; later runs replace them"},
     ))
-    results.add(Figure(f"{prefix}score.floor_ratio", f"score / floor scan, median of {runs} pairs ({db})",
+    pairs = f"{runs} pair{'s' if runs != 1 else ''}"
+    results.add(Figure(f"{prefix}score.floor_ratio", f"score / floor scan, median of {pairs} ({db})",
                        paired_ratio(walls, floor), "x", None if large else FLOOR_RATIO,
                        None if large else "lower",
                        {"pairs": [round(r, 3) for r in pair_ratios(walls, floor)],
