@@ -212,7 +212,8 @@ def _in_thread(
     with `read_ahead` 0: each chunk is read when it is scored).
 
     The reader starts on the accounts (read once: the peers are chosen from them, and each chunk takes
-    its own from them) and the first chunks' other evidence while the usage
+    its own from them, so a run scores the accounts as they were when it started; evidence of one
+    added since is left out) and the first chunks' other evidence while the usage
     windows are read, half the ranges here and half in one more thread (each on a connection of its
     own: PostgreSQL's server then seeks on two cores, and the windows are in 15-20 % sooner); then the
     day's peers are placed (`run["peers"]`), which every chunk needs before it can be scored."""

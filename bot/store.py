@@ -676,9 +676,11 @@ class Book:
                     .where(*_open_tickets(as_of), _where_pk(T.c.account_pk, pks))
                     .group_by(T.c.account_pk, T.c.priority, T.c.kind)
                 ).all():
-                    kinds[at[p]][(priority, kind == "bug")] += count
+                    if (k := at.get(p)) is None:  # an account added since the accounts were read
+                        continue
+                    kinds[k][(priority, kind == "bug")] += count
                     if kind == "bug":
-                        c.tickets_bugs[at[p]] += count
+                        c.tickets_bugs[k] += count
                 for k, counts in kinds.items():
                     c.tickets_open[k] = sum(counts.values())
                     c.tickets_urgent[k] = counts[("urgent", False)] + counts[("urgent", True)]
@@ -690,7 +692,9 @@ class Book:
                     select(I.c.account_pk, I.c.amount, I.c.due_date)
                     .where(*_overdue(as_of), _where_pk(I.c.account_pk, pks))
                 ).all():
-                    seen_i = overdue.setdefault(at[p], [0, 0, Decimal(0)])
+                    if (k := at.get(p)) is None:
+                        continue
+                    seen_i = overdue.setdefault(k, [0, 0, Decimal(0)])
                     seen_i[0] += 1
                     seen_i[1] = max(seen_i[1], today - due.toordinal())
                     seen_i[2] += Decimal(amount)

@@ -137,6 +137,23 @@ def test_the_columns_a_run_scores_are_what_the_accounts_inputs_say(book):
                     list(value) if hasattr(value, "tolist") else value), name
 
 
+def test_an_account_added_after_a_run_read_the_accounts_is_left_out_of_its_ranges(book, csv_file):
+    """A run reads the accounts once; one added meanwhile, inside a range, with an open ticket and an
+    overdue invoice of its own, is not scored by that run (nor does it stop it)."""
+    from bot.store import PkRange
+
+    cfg = HealthConfig()
+    accounts = book.book.account_columns()
+    book.import_file("accounts", csv_file("late.csv", "account_id,name,start_date\nA9,Lateco,2025-01-01\n"))
+    book.import_file("tickets", csv_file("late-t.csv", "ticket_id,account_id,opened_at,priority\n"
+                                         f"T9,A9,{day(3)},urgent\n"))
+    book.import_file("invoices", csv_file("late-i.csv", "invoice_id,account_id,amount,due_date\n"
+                                          f"I9,A9,70,{day(9)}\n"))
+    got = book.book.score_columns(AS_OF, cfg, PkRange(0, 10**9), accounts=accounts)
+    assert got.pk == accounts.rows[0].tolist() and len(got.pk) == 4
+    assert sum(got.tickets_open) == 2 and sum(got.overdue_n) == 2  # A1's two, A1's and A2's
+
+
 def test_a_runs_latest_nps_answer_is_the_last_of_the_latest_day(book, csv_file):
     """Two answers on one day: the one imported last is the account's latest, in a run's tally
     (`_nps_tally`, one packed maximum an account) as in what the health card reads; a 0 is kept."""
