@@ -260,7 +260,7 @@ def _card_statements(dialect: str) -> _Card:
     days = UsageDays(*(bindparam(name) for name in UsageDays._fields))
     aggregates, source, where = _usage_windows(dialect, days, [pk])
     aggregates.append(select(func.count(func.distinct(UU.c.user_id)))
-                      .where(UU.c.account_pk == pk, UU.c.day > days.window, UU.c.day <= days.as_of)
+                      .where(UU.c.account_pk == pk, *days.users_in_window())
                       .scalar_subquery())
     usage = select(*aggregates).select_from(source).where(where).group_by(aggregates[0])
     as_of: BindParameter[date] = bindparam("as_of")
@@ -295,6 +295,10 @@ class UsageDays(NamedTuple):
         window = cfg.window_days
         return cls(as_of, as_of - timedelta(days=window), as_of - timedelta(days=2 * window),
                    as_of - timedelta(days=lookback_days(cfg)))
+
+    def users_in_window(self) -> tuple[Any, ...]:
+        """User-level rows of the window: who the monthly (distinct) users are counted from."""
+        return UU.c.day > self.window, UU.c.day <= self.as_of
 
 
 def _usage_windows(
@@ -792,6 +796,7 @@ class Book:
         if one is not None:  # one account (the health card): its monthly users in the same round trip
             card = _card_statements(conn.dialect.name).usage
             rows = conn.execute(card, {"pk": one, **days._asdict()}).all()
+            mau: dict[int, int] = {r[0]: r[6] for r in rows if r[6]}  # 0: no user-level rows
         else:
             aggregates, source, where = _usage_windows(conn.dialect.name, days, pks)
             if run:
@@ -799,13 +804,9 @@ class Book:
                 aggregates[-1] = day_number(aggregates[-1])
             rows = conn.execute(select(*aggregates).select_from(source).where(where)
                                 .group_by(aggregates[0])).all()
-        users_in_window = (UU.c.day > days.window, UU.c.day <= as_of)
-        if one is not None:
-            mau: dict[int, int] = {r[0]: r[6] for r in rows if r[6]}  # 0: no user-level rows
-        else:
             mau = dict(conn.execute(
                 select(UU.c.account_pk, func.count(func.distinct(UU.c.user_id)))
-                .where(*users_in_window, _where_pk(UU.c.account_pk, pks))
+                .where(*days.users_in_window(), _where_pk(UU.c.account_pk, pks))
                 .group_by(UU.c.account_pk)
             ).all())
         if run:
