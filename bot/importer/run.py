@@ -138,16 +138,34 @@ def _check_header(kind: Kind, header: Sequence[str], report: ImportReport) -> di
 
 
 ANALYZE_FROM = 10_000  # rows: a bigger import refreshes the table's planner statistics at once
+# Tables a score reads through a covering key (index-only): their visibility map is set after each
+# import, else each row read is fetched from the table as well (see migration 0008).
+COVERED = frozenset({"usage_daily"})
 
 
-def _analyze(engine: Engine, table: str) -> None:
-    """PostgreSQL plans from sampled statistics that autovacuum refreshes only some time after a
-    bulk load; until then a freshly imported table is planned as if nearly empty (the score's reads
-    of 10k accounts estimated 15 rows where 24,000 came). SQLite keeps no statistics unless asked."""
+def _settle(engine: Engine, kind: Kind, rows: int) -> None:
+    """PostgreSQL, once an import has committed: what autovacuum would do only some time later.
+
+    - Planner statistics, after a bigger import: until autovacuum refreshes them a freshly imported
+      table is planned as if nearly empty (the score's reads of 10k accounts estimated 15 rows where
+      24,000 came).
+    - The visibility map of the usage table: an index-only scan still visits the table for every row
+      on a page not marked all-visible, and autovacuum marks an insert-only table only after a fifth
+      of it is new, so a book kept by daily imports would have its latest weeks (the ones a score
+      reads) unmarked. A `VACUUM` visits only the pages not marked yet; SKIP_LOCKED: if another
+      import or autovacuum holds the table, that one marks it.
+
+    SQLite keeps no statistics unless asked, and its usage tables are stored in their key."""
     if engine.dialect.name != "postgresql":
         return
+    analyze = rows >= ANALYZE_FROM
+    tables = {kind.table} | ({"usage_daily"} if kind.name == "usage" else set())  # user-level rolls up
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"ANALYZE {table}")
+        for table in sorted(tables):
+            if table in COVERED:
+                conn.exec_driver_sql(f"VACUUM ({'ANALYZE, ' if analyze else ''}SKIP_LOCKED) {table}")
+            elif analyze:
+                conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = False) -> ImportReport:
@@ -192,8 +210,8 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                         f"{ctx.unmatched_contacts} contact(s) matched no account by domain "
                         "(imported without an account)"
                     )
-            if report.rows >= ANALYZE_FROM and not dry_run and not report.error_count:
-                _analyze(engine, kind.table)
+            if report.rows and not dry_run and not report.error_count:
+                _settle(engine, kind, report.rows)
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise OperationFailed(f"{path}: the database refused the import: {reason}") from None
