@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
+from typing import TextIO
 
 from bot.sample_book import generate_book
 
@@ -20,6 +24,43 @@ def _count_rows(path: Path) -> int:
         while chunk := fh.read(1 << 20):
             lines += chunk.count(b"\n")
     return max(lines - 1, 0)
+
+
+OPEN_FILES = 400  # date buckets written at once by `usage_by_day`
+
+
+def usage_by_day(src: Path, dst: Path, days: int) -> None:
+    """`src`'s usage rows in date order, each date's rows in the order they came (`dst` may be `src`).
+
+    The generator writes an account's year, then the next account's: one import of that leaves each
+    account's days side by side in PostgreSQL's table. A book kept up to date by daily imports holds
+    a day of every account, then the next day; a file in date order leaves the same layout. Rows go
+    through temporary files, a run of `days // OPEN_FILES + 1` dates each, so memory stays one run.
+    Dates are ISO text (as the generator writes them), so they sort as text."""
+    span = days // OPEN_FILES + 1
+    with tempfile.TemporaryDirectory(prefix="keepwell-by-day-", dir=dst.parent) as tmp, ExitStack() as files:
+        buckets: dict[int, TextIO] = {}
+        with src.open(encoding="utf-8", newline="") as fh:
+            header = fh.readline()
+            at = header.rstrip("\r\n").split(",").index("date")
+            for line in fh:
+                day = date.fromisoformat(line.split(",", at + 1)[at]).toordinal() // span
+                out = buckets.get(day)
+                if out is None:
+                    out = buckets[day] = files.enter_context(
+                        open(os.path.join(tmp, str(day)), "w", encoding="utf-8", newline=""))
+                out.write(line)
+        files.close()
+        part = dst.with_name(dst.name + ".part")
+        with part.open("w", encoding="utf-8", newline="") as out_fh:
+            out_fh.write(header)
+            for day in sorted(buckets):
+                with open(os.path.join(tmp, str(day)), encoding="utf-8", newline="") as bucket:
+                    lines = bucket.readlines()
+                if span > 1:
+                    lines.sort(key=lambda line: line.split(",", at + 1)[at])  # stable: accounts' order kept
+                out_fh.writelines(lines)
+        part.replace(dst)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user-level-days", type=int, default=0,
                         help="also write usage_users.csv for the last K days (default: 0 = no)")
     parser.add_argument("--id-prefix", default="ACC-")
+    parser.add_argument("--usage-by-day", action="store_true",
+                        help="write usage.csv in date order (as daily imports lay a book out)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -42,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out, accounts=args.accounts, days=args.days, seed=args.seed, as_of=args.as_of,
         id_prefix=args.id_prefix, user_level_days=args.user_level_days,
     )
+    if args.usage_by_day:
+        for _, path in files:
+            if path.name == "usage.csv":
+                usage_by_day(path, path, args.days)
     elapsed = time.perf_counter() - started
 
     usage_rows = 0

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from benchmarks import all as bench_all
 from benchmarks import run as bench_run
+from tests.conftest import PG_URL
 
 
 def test_a_tiny_book_is_measured_and_written(tmp_path):
@@ -85,3 +86,41 @@ def test_score_rounds_import_a_book_once_and_report_the_ratio_of_each_round(tmp_
         assert conn.execute(text("SELECT COUNT(*) FROM health_snapshots")).scalar() == 60
     with pytest.raises(SystemExit, match="holds a book of 60 accounts, not 70"):
         score_rounds.main([*args[:2], "--accounts", "70"])
+
+
+@pytest.mark.parametrize("open_files", [400, 3])
+def test_usage_by_day_keeps_every_row_in_date_order_and_each_dates_rows_in_file_order(
+    tmp_path, monkeypatch, open_files
+):
+    """The file a book kept by daily imports would leave: the same rows, a date at a time. With few
+    open files allowed, dates share a temporary file and are sorted on the way out."""
+    from datetime import date, timedelta
+
+    from benchmarks import generate
+
+    monkeypatch.setattr(generate, "OPEN_FILES", open_files)
+    first = date(2025, 12, 20)
+    rows = [f"ACC-{a:03d},{first + timedelta(days=d)},{a + d},{a * d}\n" for a in range(5) for d in range(20)]
+    src = tmp_path / "usage.csv"
+    src.write_text("account_id,date,active_users,events\n" + "".join(rows), encoding="utf-8")
+    generate.usage_by_day(src, src, 20)
+    header, *out = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert header == "account_id,date,active_users,events\n"
+    assert out == sorted(rows, key=lambda line: line.split(",")[1])  # stable: accounts stay in order
+    assert [p.name for p in tmp_path.iterdir()] == ["usage.csv"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs KEEPWELL_TEST_DATABASE_URL")
+def test_a_tiny_book_is_also_measured_on_postgresql_with_its_usage_in_date_order(tmp_path):
+    args = ["--accounts", "60", "--days", "65", "--no-cli", "--pg", PG_URL, "--score-runs", "1"]
+    code = bench_run.main([*args, "--health-calls", "5", "--name-calls", "0", "--out", str(tmp_path)])
+    assert code == 0
+    [path] = tmp_path.glob("bench-*.json")
+    figures = {f["key"]: f for f in json.loads(path.read_text())["figures"]}
+    imported = figures["pg.by_day.import.usage.rows_per_s"]
+    assert imported["detail"]["file"] == "usage-by-day.csv"
+    assert imported["detail"]["rows"] == figures["pg.import.usage.rows_per_s"]["detail"]["rows"] > 0
+    assert imported["target"] is None  # the issue's import target is for the generated file, as is
+    assert figures["pg.by_day.score.floor_ratio"]["target"] == bench_run.FLOOR_RATIO
+    assert figures["pg.by_day.score.seconds"]["detail"]["customers"] == figures["pg.score.seconds"]["detail"][
+        "customers"] > 0
