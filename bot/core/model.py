@@ -5,10 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def bulk_value(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass to the type checker, a plain slotted one at run time: for the values a whole
+    book is read into (100,000 accounts and their scores for one digest).
+
+    A frozen dataclass sets each field through `object.__setattr__`: an `Account` took 1.3 µs to
+    build against 0.18 µs as a plain one, a quarter of a second of the 100k digest for two classes.
+    Nothing assigns to a field (mypy refuses it: "read-only"), they hash by value as frozen ones do,
+    and `dataclasses.replace` makes changed copies."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@bulk_value
 class Account:
     pk: int
     account_id: str
@@ -87,7 +101,7 @@ class Driver:
                 "explanation": self.explanation}
 
 
-@dataclass(frozen=True, slots=True)
+@bulk_value
 class HealthScore:
     account_id: str
     name: str
