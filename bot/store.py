@@ -1057,12 +1057,13 @@ class Book:
             )
             for m in asked
         ]
-        out: dict[int, dict[date, Decimal]] = {}
         with self.engine.connect() as conn:
-            for pk, *found in conn.execute(select(A.c.id, *values)):
-                if found[0] is not None:  # None: the account has no history at all
-                    out[pk] = {m: Decimal(v) for m, v in zip(asked, found, strict=True)}
-        return out
+            rows = conn.execute(select(A.c.id, *values)).all()
+        # None: the account has no history at all. Values come as Decimal (the column's type).
+        if len(asked) == 1:  # a window within one month (a digest's week): one dict a row, no zip
+            (month,) = asked
+            return {pk: {month: value} for pk, value in rows if value is not None}
+        return {pk: dict(zip(asked, found, strict=True)) for pk, *found in rows if found[0] is not None}
 
     # account details ----------------------------------------------------------------------------
 
