@@ -134,7 +134,7 @@ class Nudges:
         with self.engine.connect() as conn:
             last = self.last_reviews(conn, as_of)
         reviews = reviews_due(accounts, last, as_of, self.reviews_cfg.cadence_for,
-                              self.reviews_cfg.remind_days_before)
+                              self.reviews_cfg.remind_days_before, limit=top)
         with self.engine.connect() as conn:
             answers = self.answers(conn, since - timedelta(days=1), as_of)
             overdue = self.overdue(conn, as_of)
@@ -143,7 +143,7 @@ class Nudges:
         late = sorted(((by_pk[pk], o) for pk, o in overdue.items()
                        if pk in pks and o.days >= max(cfg.invoice_overdue_days, 1)), key=lambda p: -p[1].days)
         return dataclasses.replace(
-            digest, reviews_due=tuple((d.account, d.due) for d in reviews[:top]),
+            digest, reviews_due=tuple((d.account, d.due) for d in reviews),
             detractors=tuple(detractors[:top]), overdue=tuple(late[:top]))
 
     # reminders -----------------------------------------------------------------------------------

@@ -65,6 +65,20 @@ def test_reviews_due_within_the_reminder_window_by_tier_and_only_for_customers()
     assert [(d.account.pk, d.due, d.days_left) for d in due] == [(1, date(2026, 7, 9), 9)]
 
 
+def test_reviews_due_soonest_then_most_mrr_then_in_book_order_and_a_limit_keeps_that_order():
+    cadence = {"enterprise": 90}.get
+    # never reviewed: due 90 days after the start; pks 3 and 5 fall due together with equal MRR
+    starts = {1: date(2026, 3, 1), 2: date(2026, 2, 1), 3: date(2026, 3, 1), 4: date(2026, 3, 20),
+              5: date(2026, 3, 1), 6: date(2026, 3, 1)}
+    mrr = {1: 100, 2: 50, 3: 300, 4: 900, 5: 300, 6: 0}
+    accounts = [account(pk, start=starts[pk], mrr=mrr[pk]) for pk in (5, 1, 6, 3, 4, 2)]
+    due = reviews_due(accounts, {}, DAY, cadence, 14)
+    assert [d.account.pk for d in due] == [2, 5, 3, 1, 6, 4]
+    assert [d.due for d in due[:2]] == [date(2026, 5, 2), date(2026, 5, 30)]
+    for limit in range(len(due) + 2):
+        assert reviews_due(accounts, {}, DAY, cadence, 14, limit=limit) == due[:limit]
+
+
 def test_renewals_due_at_their_offset():
     accounts = [account(1, renewal=DAY + timedelta(days=85)), account(2, renewal=DAY + timedelta(days=200)),
                 account(3, renewal=DAY + timedelta(days=5)), account(4, renewal=DAY - timedelta(days=1))]
