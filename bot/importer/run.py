@@ -168,6 +168,10 @@ def _settle(engine: Engine, kind: Kind, rows: int) -> None:
                 conn.exec_driver_sql(f"ANALYZE {table}")
 
 
+def _reason(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+
+
 def import_csv(engine: Engine, kind_name: str, path: Path, *, dry_run: bool = False) -> ImportReport:
     """Validate and upsert a file; on any invalid row raise BadInput with the report, writing nothing.
 
@@ -210,11 +214,14 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                         f"{ctx.unmatched_contacts} contact(s) matched no account by domain "
                         "(imported without an account)"
                     )
-            if report.rows and not dry_run and not report.error_count:
-                _settle(engine, kind, report.rows)
         except DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise OperationFailed(f"{path}: the database refused the import: {reason}") from None
+            raise OperationFailed(f"{path}: the database refused the import: {_reason(exc)}") from None
+    if report.rows and not dry_run and not report.error_count:
+        try:
+            _settle(engine, kind, report.rows)
+        except DBAPIError as exc:  # the rows are in: only the upkeep after them is left to autovacuum
+            report.warnings.append(f"imported, but the database's upkeep after it failed ({_reason(exc)}); "
+                                   "autovacuum will catch up")
     report.seconds = time.perf_counter() - started
     if report.error_count:
         bad_rows = len({row for row, _, _ in report.errors})  # a row may have several problems

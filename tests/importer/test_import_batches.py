@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from bot.db.engine import make_engine
 from bot.errors import BadInput, OperationFailed
 from bot.importer import cells, run, writing
 from bot.importer.kinds import Context
@@ -257,6 +258,35 @@ def test_a_big_import_leaves_postgresql_planning_from_the_rows_it_brought(
     assert not analyzed()  # a smaller import leaves it to autovacuum
     importer("usage", _usage_file({_key(i): (3, 9) for i in range(999, 2_999)}))
     assert analyzed()
+
+
+def test_upkeep_that_cannot_run_after_an_import_leaves_the_rows_in_and_says_so(
+    book: Engine, monkeypatch: pytest.MonkeyPatch, raw_file: RawFile
+) -> None:
+    """The import has committed when PostgreSQL's ANALYZE or VACUUM runs: if that cannot, the rows
+    are in and the report says what is left to autovacuum; a table another session is vacuuming is
+    skipped without a word."""
+    if book.dialect.name != "postgresql":
+        pytest.skip("SQLite has no upkeep after an import")
+    monkeypatch.setattr(run, "ANALYZE_FROM", 1)
+    options = book.url.query.get("options", "")
+    impatient = make_engine(book.url.update_query_dict({"options": f"{options} -clock_timeout=200"}))
+    accounts = raw_file("more.csv", "account_id,name,start_date\nA3,Initech,2024-01-01\n")
+    usage = raw_file("usage.csv", _usage_file({_key(i): (3, 9) for i in range(10)}))
+    try:
+        with book.connect() as other, other.begin():  # what another ANALYZE or VACUUM holds
+            other.execute(text("LOCK TABLE accounts, usage_daily IN SHARE UPDATE EXCLUSIVE MODE"))
+            added = import_csv(impatient, "accounts", accounts)
+            used = import_csv(impatient, "usage", usage)
+    finally:
+        impatient.dispose()
+    assert added.rows == 1 and [w.split(" (")[0] for w in added.warnings] == [
+        "imported, but the database's upkeep after it failed"]
+    assert "lock timeout" in added.warnings[0] and added.warnings[0].endswith("autovacuum will catch up")
+    assert used.rows == 10 and used.warnings == []  # SKIP_LOCKED: the other session marks it
+    with book.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM accounts WHERE account_id = 'A3'")).scalar() == 1
+    assert len(_daily(book)) == 10
 
 
 @pytest.mark.parametrize("level", ["daily", "user-level"])
