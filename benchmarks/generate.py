@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from contextlib import ExitStack
@@ -26,7 +27,12 @@ def _count_rows(path: Path) -> int:
     return max(lines - 1, 0)
 
 
-OPEN_FILES = 400  # date buckets written at once by `usage_by_day`
+OPEN_FILES = 400  # date buckets `usage_by_day` writes at once, at most
+
+
+def _buckets() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return OPEN_FILES if soft == resource.RLIM_INFINITY else max(1, min(OPEN_FILES, soft // 2))
 
 
 def usage_by_day(src: Path, dst: Path, days: int) -> None:
@@ -35,9 +41,10 @@ def usage_by_day(src: Path, dst: Path, days: int) -> None:
     The generator writes an account's year, then the next account's: one import of that leaves each
     account's days side by side in PostgreSQL's table. A book kept up to date by daily imports holds
     a day of every account, then the next day; a file in date order leaves the same layout. Rows go
-    through temporary files, a run of `days // OPEN_FILES + 1` dates each, so memory stays one run.
+    through temporary files, a run of `days // buckets + 1` dates each, so memory stays one run (the
+    buckets: `OPEN_FILES`, or half the process's limit of open files if lower; macOS allows 256).
     Dates are ISO text (as the generator writes them), so they sort as text."""
-    span = days // OPEN_FILES + 1
+    span = days // _buckets() + 1
     with tempfile.TemporaryDirectory(prefix="keepwell-by-day-", dir=dst.parent) as tmp, ExitStack() as files:
         buckets: dict[int, TextIO] = {}
         with src.open(encoding="utf-8", newline="") as fh:

@@ -453,8 +453,7 @@ def run_pg_by_day(base_url: str, book: GeneratedBook, results: Results, args: ar
     tables in their key's order whatever the order they came in."""
     (usage,) = [path for kind, path in book.files if kind == "usage"]
     by_day = usage.with_name("usage-by-day.csv")
-    if not by_day.exists():
-        usage_by_day(usage, by_day, args.days)
+    usage_by_day(usage, by_day, args.days)  # always: a --keep folder may hold an older book's
     files = [(kind, by_day if kind == "usage" else path) for kind, path in book.files]
     with scratch_schema(base_url, prefix="bench_by_day") as url:
         engine = make_engine(url)

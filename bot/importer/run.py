@@ -152,20 +152,25 @@ def _settle(engine: Engine, kind: Kind, rows: int) -> None:
     - The visibility map of the usage table: an index-only scan still visits the table for every row
       on a page not marked all-visible, and autovacuum marks an insert-only table only after a fifth
       of it is new, so a book kept by daily imports would have its latest weeks (the ones a score
-      reads) unmarked. A `VACUUM` visits only the pages not marked yet; SKIP_LOCKED: if another
-      import or autovacuum holds the table, that one marks it.
+      reads) unmarked. A `VACUUM` visits only the pages not marked yet. It cannot mark rows that a
+      transaction still open may not see (a concurrent import's, say): the next usage import's
+      `VACUUM`, or autovacuum, marks those.
 
-    SQLite keeps no statistics unless asked, and its usage tables are stored in their key."""
+    SKIP_LOCKED throughout: a table another session is vacuuming or analyzing is left to it rather
+    than waited for. SQLite keeps no statistics unless asked, and its usage tables are stored in their
+    key."""
     if engine.dialect.name != "postgresql":
         return
     analyze = rows >= ANALYZE_FROM
     tables = {kind.table} | ({"usage_daily"} if kind.name == "usage" else set())  # user-level rolls up
+    statements = [f"VACUUM ({'ANALYZE, ' if analyze else ''}SKIP_LOCKED) {table}" if table in COVERED
+                  else f"ANALYZE (SKIP_LOCKED) {table}"
+                  for table in sorted(tables) if analyze or table in COVERED]
+    if not statements:
+        return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in sorted(tables):
-            if table in COVERED:
-                conn.exec_driver_sql(f"VACUUM ({'ANALYZE, ' if analyze else ''}SKIP_LOCKED) {table}")
-            elif analyze:
-                conn.exec_driver_sql(f"ANALYZE {table}")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
 
 
 def _reason(exc: DBAPIError) -> str:
