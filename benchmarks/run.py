@@ -424,21 +424,32 @@ def profile(service: Keepwell, book: GeneratedBook, out: Path, stamp: str) -> No
 # --------------------------------------------------------------------------------------------
 
 
-def run_pg(base_url: str, book: GeneratedBook, results: Results, args: argparse.Namespace) -> None:
-    with scratch_schema(base_url, prefix="bench") as url:
+@contextmanager
+def pg_book(
+    base_url: str, files: list[tuple[str, Path]], results: Results, prefix: str, db: str,
+    usage_target: float | None,
+) -> Iterator[tuple[Keepwell, Engine]]:
+    """A book imported (and timed) into a throw-away PostgreSQL schema, with fresh statistics as
+    autovacuum would give a real book: its service and engine, the schema dropped on leaving."""
+    with scratch_schema(base_url, prefix="bench_" + prefix.strip(".").replace(".", "_")) as url:
         engine = make_engine(url)
         try:
             migrate(engine)
-            measure_imports(engine, book.files, results, "pg.", "postgresql", PG_USAGE_ROWS_PER_S)
-            with engine.connect() as conn:  # fresh statistics, as autovacuum would give a real book
+            measure_imports(engine, files, results, prefix, db, usage_target)
+            with engine.connect() as conn:
                 conn.execute(text("ANALYZE"))
                 conn.commit()
-            service = Keepwell(Book(engine), KeepwellConfig())
-            measure_score(service, engine, results, "pg.", "postgresql", args.score_runs, large(args))
-            measure_health(service, book, results, "pg.", "postgresql", args.health_calls, 0, target=True)
+            yield Keepwell(Book(engine), KeepwellConfig()), engine
         finally:
             engine.dispose()
-    results.mark_rss("postgresql")
+    results.mark_rss(db)
+
+
+def run_pg(base_url: str, book: GeneratedBook, results: Results, args: argparse.Namespace) -> None:
+    db = "postgresql"
+    with pg_book(base_url, book.files, results, "pg.", db, PG_USAGE_ROWS_PER_S) as (service, engine):
+        measure_score(service, engine, results, "pg.", db, args.score_runs, large(args))
+        measure_health(service, book, results, "pg.", db, args.health_calls, 0, target=True)
     if not args.no_by_day:
         run_pg_by_day(base_url, book, results, args)
 
@@ -455,20 +466,9 @@ def run_pg_by_day(base_url: str, book: GeneratedBook, results: Results, args: ar
     by_day = usage.with_name("usage-by-day.csv")
     usage_by_day(usage, by_day, args.days)  # always: a --keep folder may hold an older book's
     files = [(kind, by_day if kind == "usage" else path) for kind, path in book.files]
-    with scratch_schema(base_url, prefix="bench_by_day") as url:
-        engine = make_engine(url)
-        try:
-            migrate(engine)
-            measure_imports(engine, files, results, "pg.by_day.", "postgresql, usage by day", None)
-            with engine.connect() as conn:
-                conn.execute(text("ANALYZE"))
-                conn.commit()
-            service = Keepwell(Book(engine), KeepwellConfig())
-            measure_score(service, engine, results, "pg.by_day.", "postgresql, usage by day", args.score_runs,
-                          large(args))
-        finally:
-            engine.dispose()
-    results.mark_rss("postgresql, usage by day")
+    db = "postgresql, usage by day"
+    with pg_book(base_url, files, results, "pg.by_day.", db, None) as (service, engine):
+        measure_score(service, engine, results, "pg.by_day.", db, args.score_runs, large(args))
 
 
 # --------------------------------------------------------------------------------------------
