@@ -152,9 +152,9 @@ def _settle(engine: Engine, kind: Kind, rows: int) -> None:
     - The visibility map of the usage table: an index-only scan still visits the table for every row
       on a page not marked all-visible, and autovacuum marks an insert-only table only after a fifth
       of it is new, so a book kept by daily imports would have its latest weeks (the ones a score
-      reads) unmarked. A `VACUUM` visits only the pages not marked yet. It cannot mark rows that a
-      transaction still open may not see (a concurrent import's, say): the next usage import's
-      `VACUUM`, or autovacuum, marks those.
+      reads) unmarked. A `VACUUM` visits only the pages not marked yet. It cannot mark them while a
+      transaction that began before the import committed is open anywhere in the database (a long
+      report, another import): the next usage import's `VACUUM`, or autovacuum, marks those.
 
     SKIP_LOCKED throughout: a table another session is vacuuming or analyzing is left to it rather
     than waited for. SQLite keeps no statistics unless asked, and its usage tables are stored in their
