@@ -153,19 +153,40 @@ class Kind:
     fast: Callable[[Kind, dict[str, int], Context], FastReader] | None = None
     # A reader for a whole block of such rows at once (see `_usage_bulk`); None where it has none.
     bulk: Callable[[Kind, dict[str, int], Context, bool], BulkReader | None] | None = None
+    # The stored columns a file column fills where the names differ (else the same name).
+    fills: tuple[tuple[str, str], ...] = (("account_id", "account_pk"), ("date", "day"))
+    # Stored columns a re-import leaves as they are, because the file has no column for them.
+    kept: frozenset[str] = frozenset()
+    # Of those, the ones still filled where nothing is stored yet (a contact's account, say, which
+    # the import matches by domain when the file names none).
+    kept_unless_null: frozenset[str] = frozenset()
     required: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "required", tuple(col.name for col in self.columns if col.required))
 
+    def for_header(self, header: Sequence[str]) -> Kind:
+        """The kind as a file with this header imports it: a stored row keeps what the file has no
+        column for (a contact's do-not-contact flag, an invoice's payment, a ticket's closing). An
+        empty cell still clears a value: the file then says there is none."""
+        named = dict(self.fills)
+        absent = {named.get(col.name, col.name) for col in self.columns
+                  if not col.required and col.name not in header}
+        kept = frozenset(col for col in self.insert if col in absent and col not in self.conflict)
+        return replace(self, kept=kept, kept_unless_null=kept & self.kept_unless_null)
+
     def _on_conflict(self, *, skip_equal: bool = False) -> str:
-        updates = [col for col in self.insert if col not in self.conflict]
+        updates = [col for col in self.insert
+                   if col not in self.conflict and (col not in self.kept or col in self.kept_unless_null)]
         if not updates:
             return f"ON CONFLICT ({', '.join(self.conflict)}) DO NOTHING"
-        action = "DO UPDATE SET " + ", ".join(f"{col} = excluded.{col}" for col in updates)
+        values = [f"coalesce({self.table}.{col}, excluded.{col})" if col in self.kept_unless_null
+                  else f"excluded.{col}" for col in updates]
+        sets = (f"{col} = {value}" for col, value in zip(updates, values, strict=True))
+        action = "DO UPDATE SET " + ", ".join(sets)
         if skip_equal:  # a row equal to the stored one is left alone rather than rewritten
             stored = ", ".join(f"{self.table}.{col}" for col in updates)
-            given = ", ".join(f"excluded.{col}" for col in updates)
+            given = ", ".join(values)
             action += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
         return f"ON CONFLICT ({', '.join(self.conflict)}) {action}"
 
@@ -499,7 +520,7 @@ KINDS: dict[str, Kind] = {
             ),
             ("email", "account_pk", "first_name", "last_name", "title", "role", "do_not_contact", "source",
              "updated_at"),
-            ("email",), (0,), _contact, "email",
+            ("email",), (0,), _contact, "email", kept_unless_null=frozenset({"account_pk"}),
         ),
         Kind(
             "usage", "usage_daily",

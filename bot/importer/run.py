@@ -201,6 +201,7 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                 ctx = Context(conn)
                 if kind.after_header is not None:
                     kind = kind.after_header(kind, csv_file.header, ctx)
+                kind = kind.for_header(csv_file.header)
                 writer = None if dry_run else writer_for(kind, ctx)
                 try:
                     _stream(kind, ctx, positions, csv_file, report, writer)

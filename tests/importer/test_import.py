@@ -250,6 +250,51 @@ def test_contacts_are_matched_to_accounts_by_email_domain(book: Engine, importer
     }
 
 
+# A second file that leaves a column out, and what the rows hold after it: the first file's values
+# where the second has no column for them, the second's where it has one (an empty cell clears).
+PARTIAL = [
+    ("contacts", "email,account_id,role,do_not_contact,title\n"
+                 "ann@acme.com,A2,champion,yes,CEO\nbob@acme.com,,user,no,\nkim@acme.com,,,no,\n",
+     "email,title\nann@acme.com,CTO\nbob@acme.com,VP\nnew@globex.com,\n",
+     "contacts", ("account", "role", "do_not_contact", "title"),
+     [("A2", "champion", True, "CTO"), ("A1", "user", False, "VP"), ("A1", "other", False, None),
+      ("A2", "other", False, None)]),
+    ("accounts", "account_id,name,start_date,tier,tags,mrr,seats,renewal_date,churn_date,churn_reason\n"
+                 "A1,Acme,2024-01-01,enterprise,emea;retail,100,20,2027-01-01,,\n",
+     "account_id,name,start_date,mrr\nA1,Acme Corp,2024-01-01,\n",
+     "accounts", ("name", "tier", "tags", "mrr", "seats", "renewal_date"),
+     [("Acme Corp", "enterprise", "emea;retail", None, 20, date(2027, 1, 1)),
+      ("Globex", None, "", None, None, None)]),
+    ("invoices", "invoice_id,account_id,amount,due_date,paid_date\nI1,A1,100,2025-01-01,2025-01-05\n",
+     "invoice_id,account_id,amount,due_date\nI1,A1,120,2025-01-01\nI2,A1,50,2025-02-01\n",
+     "invoices", ("amount", "paid_date"), [(Decimal(120), date(2025, 1, 5)), (Decimal(50), None)]),
+    ("tickets", "ticket_id,account_id,opened_at,closed_at,priority,kind\n"
+                "T1,A1,2025-01-01T09:00:00Z,2025-01-02T09:00:00Z,urgent,bug\n",
+     "ticket_id,account_id,opened_at\nT1,A2,2025-01-01T09:00:00Z\n",
+     "tickets", ("account", "closed_at", "priority", "kind"),
+     [("A2", datetime(2025, 1, 2, 9, tzinfo=UTC), "urgent", "bug")]),
+    ("usage", "account_id,date,active_users,events\nA1,2025-01-01,3,40\n",
+     "account_id,date,active_users\nA1,2025-01-01,4\nA1,2025-01-02,5\n",
+     "usage_daily", ("active_users", "events"), [(4, 40), (5, 1)]),
+]
+
+
+@pytest.mark.parametrize(("kind", "first", "second", "table", "columns", "after"), PARTIAL,
+                         ids=[c[0] for c in PARTIAL])
+def test_a_file_without_a_column_leaves_what_the_book_holds_for_it(
+    book: Engine, importer: Importer, kind: str, first: str, second: str, table: str,
+    columns: tuple[str, ...], after: list[tuple[Any, ...]],
+) -> None:
+    """A contacts export without the do-not-contact column must not unflag anybody, nor one without
+    payments make every invoice overdue: a re-import updates the columns its file has."""
+    importer(kind, first)
+    importer(kind, second)
+    assert [tuple(r[c] for c in columns) for r in stored(book, table)] == after
+    before = stored(book, table)
+    importer(kind, second)  # and the same file again changes nothing
+    assert stored(book, table) == before
+
+
 def test_a_domain_shared_by_two_accounts_is_ambiguous_unless_account_id_is_given(
     book: Engine, importer: Importer
 ) -> None:
