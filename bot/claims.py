@@ -85,11 +85,13 @@ class Claims:
         if not self._move(claim, "posting", "failed", why[:2000]):
             self._move(claim, "claimed", "failed", why[:2000])
 
-    def release(self, claim: Claim) -> None:
-        """Give a claimed period back (nothing was done): the next tick may run it."""
+    def release(self, claim: Claim) -> bool:
+        """Give a claimed period back (nothing was done): the next tick may run it. False when its post
+        was under way (`posting`): Slack may have shown it, so it stays for a person to check."""
         with self.engine.begin() as conn:
-            conn.execute(J.delete().where(and_(J.c.job == claim.job, J.c.period == claim.period,
-                                               J.c.state == "claimed", J.c.owner == claim.owner)))
+            return bool(conn.execute(J.delete().where(and_(
+                J.c.job == claim.job, J.c.period == claim.period, J.c.state == "claimed",
+                J.c.owner == claim.owner))).rowcount)
 
     def prune(self, before: datetime) -> int:
         """Forget the periods claimed before `before`; returns how many.

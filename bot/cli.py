@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from bot import collector, logs, render
 from bot.config import KeepwellConfig, Settings, load_config, load_settings
 from bot.db.engine import make_engine, migrate
-from bot.errors import BadInput, KeepwellError
+from bot.errors import BadInput, KeepwellError, OperationFailed
 from bot.importer.kinds import KINDS
 from bot.services import Keepwell, health_dict
 from bot.store import Book
@@ -454,12 +454,17 @@ def tick(
     scheduler = Scheduler(service, claims, lambda: Poster(web_client(runtime.settings)))
     ran = scheduler.tick(moment)
     for r in ran:
-        out.print(f"{r.job} {r.period}: {r.outcome}", markup=False)
+        out.print(f"{r.job} {r.period}: {r.outcome}" + (f" ({r.reason})" if r.reason else ""),
+                  markup=False, soft_wrap=True)
     for job, period in claims.interrupted(since=moment - scheduler.grace - timedelta(days=1)):
         fail(f"{job} {period}: interrupted while posting; not repeated (Slack may have shown it): "
              "check the channel")
     if not ran:
         out.print("nothing due", markup=False)
+    failed = [r for r in ran if r.outcome == "failed"]
+    if failed:  # cron, or whatever runs the tick, learns it from the exit code
+        raise OperationFailed(f"{len(failed)} of {len(ran)} due job(s) failed: "
+                              + ", ".join(f"{r.job} {r.period}" for r in failed))
 
 
 @app.command()

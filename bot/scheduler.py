@@ -54,11 +54,26 @@ class Job:
     only_when_changed: bool = False
 
 
+class Refused(Exception):
+    """A job's period failed for good (Slack refused the channel): recorded, and not run again."""
+
+
 @dataclass(frozen=True)
 class Ran:
     job: str
     period: str
     outcome: str  # posted | skipped | failed, or what a batch did
+    reason: str = ""  # why it failed
+
+
+def _why(exc: Exception) -> str:
+    """A failure in one short line: Slack's error code or HTTP status, else the message's first line."""
+    if isinstance(exc, SlackApiError) and exc.response is not None:
+        status = exc.response.status_code  # Slack says no with 200 and an error code; else an outage
+        error = exc.response.get("error") if status == 200 and isinstance(exc.response.data, dict) else None
+        return f"Slack answered {error or f'HTTP {status}'}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def jobs(service: Keepwell) -> list[Job]:
@@ -103,13 +118,17 @@ class Scheduler:
                 continue  # another process has it, or it is done
             as_of = fire.astimezone(job.schedule.tz).date()
             started = time.perf_counter()
+            reason = ""
             try:
                 outcome = self._run(job, as_of, claim)
+            except Refused as exc:  # not retried: the claim has recorded it
+                outcome, reason = "failed", str(exc)
             except Exception as exc:  # give the period back for the next tick; what was posted is claimed
                 log.warning("job %s for %s failed: %s", job.name, period, exc)
-                self.claims.release(claim)
-                outcome = "failed"
-            ran.append(Ran(job.name, period, outcome))
+                again = ("the next tick tries again" if self.claims.release(claim)
+                         else "not repeated, as Slack may have shown it: check the channel")
+                outcome, reason = "failed", f"{_why(exc)}; {again}"
+            ran.append(Ran(job.name, period, outcome, reason))
             log.log(logging.WARNING if outcome == "failed" else logging.INFO, "job run", extra=fields(
                 job=job.name, period=period, outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1)))
@@ -164,7 +183,7 @@ class Scheduler:
         except ChannelUnavailable as exc:
             log.warning("%s (job %s keeps running for its other periods)", exc, job.name)
             self.claims.failed(claim, str(exc))
-            return "failed"
+            raise Refused(str(exc)) from None
         self.claims.done(claim, json.dumps({"as_of": as_of.isoformat(), "ts": ts}))
         self._chart(job, digest, claim.period)
         return "posted"

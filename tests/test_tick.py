@@ -84,14 +84,33 @@ def test_a_digest_missed_while_down_is_posted_once_within_the_grace(tmp_path, mo
 def test_a_removed_channel_warns_and_blocks_no_other_job(tmp_path, monkeypatch, capsys, slack, book_url):
     url = fresh_db(tmp_path, book_url)
     config(tmp_path, monkeypatch, WEEKLY.replace("C0WEEKLY", "C0REMOVED") + WEEKLY)
-    code, out, _ = run(capsys, "tick", "--now", "2026-06-22T09:01:00+02:00", "--db", url)
-    assert code == 0
-    assert "digest:C0REMOVED:all 2026-06-22T09:00+02:00: failed" in out
+    code, out, err = run(capsys, "tick", "--now", "2026-06-22T09:01:00+02:00", "--db", url)
+    assert code == 1  # cron learns of it
+    assert "digest:C0REMOVED:all 2026-06-22T09:00+02:00: failed (cannot post to C0REMOVED: " in out
     assert "digest:C0WEEKLY:all 2026-06-22T09:00+02:00: posted" in out
+    assert err.splitlines()[-1] == ("keepwell: 1 of 2 due job(s) failed: "
+                                    "digest:C0REMOVED:all 2026-06-22T09:00+02:00")
     attempts = sorted(c.params["channel"] for c in slack.calls_to("chat.postMessage"))
     assert attempts == ["C0REMOVED", "C0WEEKLY"]
     run(capsys, "tick", "--now", "2026-06-22T09:30:00+02:00", "--db", url)  # the failed period is not retried
     assert len(slack.calls_to("chat.postMessage")) == 2
+
+
+def test_a_post_slack_fails_exits_1_and_is_left_to_a_person(tmp_path, monkeypatch, capsys, slack, book_url):
+    """An outage answering the post: Slack may have shown it, so no tick posts it again (never twice);
+    the exit code tells cron, and the line says what to do."""
+    url = fresh_db(tmp_path, book_url)
+    config(tmp_path, monkeypatch, WEEKLY)
+    slack.fail("chat.postMessage", status=500)
+    code, out, err = run(capsys, "tick", "--now", "2026-06-22T09:01:00+02:00", "--db", url)
+    assert code == 1
+    assert out == ("digest:C0WEEKLY:all 2026-06-22T09:00+02:00: failed (Slack answered HTTP 500; not "
+                   "repeated, as Slack may have shown it: check the channel)\n")
+    assert err.splitlines()[-1] == ("keepwell: 1 of 1 due job(s) failed: "
+                                    "digest:C0WEEKLY:all 2026-06-22T09:00+02:00")
+    code, out, _ = run(capsys, "tick", "--now", "2026-06-22T09:06:00+02:00", "--db", url)
+    assert (code, out.strip()) == (0, "nothing due")
+    assert len(slack.calls_to("chat.postMessage")) == 1
 
 
 def test_a_daily_job_ticked_all_through_a_dst_day_posts_once(tmp_path, monkeypatch, capsys, slack, book_url):
