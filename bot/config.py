@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import BadInput
 
-PLACEHOLDERS = ("changeme", "change-me", "replace-me", "your-", "xxx", "<", "todo", "example")
+PLACEHOLDERS = ("changeme", "change-me", "replace-me", "your-", "your_", "xxx", "<", "todo", "example", "...")
+SLACK_PREFIXES = ("xoxb-", "xoxp-", "xapp-1-", "xapp-")  # a placeholder often keeps the real prefix
 
 
 class Settings(BaseSettings):
@@ -48,8 +49,12 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         low = value.strip().lower()
-        if any(low.startswith(p) or low == p.strip("-<") for p in PLACEHOLDERS):
+        for prefix in SLACK_PREFIXES:
+            low = low.removeprefix(prefix)
+        if any(low.startswith(p) or low == p.strip("-<") for p in PLACEHOLDERS) or "…" in low:
             raise ValueError("looks like a placeholder, not a real secret")
+        if not value.isascii() or not value.isprintable() or " " in value.strip():
+            raise ValueError("holds characters no secret has (spaces, or beyond ASCII): is it a placeholder?")
         return value
 
 

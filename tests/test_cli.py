@@ -266,11 +266,20 @@ def test_database_url_problems(capsys, url, code, message):
     assert message in err and "Traceback" not in err
 
 
-def test_placeholder_secret_is_refused_at_start(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "changeme")
-    code, _, err = run(capsys, "risk", "--db", f"sqlite:///{tmp_path / 'x.db'}")
-    assert code == 2
-    assert "SLACK_BOT_TOKEN" in err and "placeholder" in err
+@pytest.mark.parametrize(("name", "value"), [
+    ("SLACK_BOT_TOKEN", "changeme"),
+    ("SLACK_BOT_TOKEN", "xoxb-…"),  # docs/deploy.md's own example
+    ("SLACK_BOT_TOKEN", "xoxb-your-bot-token"),
+    ("SLACK_APP_TOKEN", "xapp-1-..."),
+    ("SLACK_SIGNING_SECRET", "<signing secret>"),
+    ("KEEPWELL_SECRET_KEY", "clé secrète"),
+])
+def test_placeholder_secret_is_refused_at_start(capsys, monkeypatch, tmp_path, name, value):
+    monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, "risk", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"keepwell: {name}: ") and "placeholder" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_import_failure_through_the_cli(tmp_path, capsys, csv_file):
