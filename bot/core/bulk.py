@@ -456,7 +456,7 @@ def score_columns(
     customer = (c.start <= day) & ((c.churn == NONE) | (day < c.churn))
     peer = customer & usage & (c.user_days > 0)
 
-    # drivers: biggest impact first, then by name; the forgotten zone leads
+    # drivers: biggest impact first, then by name
     rounded = [np.array(_rounded(i, 1), dtype=np.float64) for i in impacts]
     order = np.argsort(np.array([f.name for f in factors])) if factors else np.zeros(0, np.int64)
     ranked: list[list[str]] = [[] for _ in range(n)]
@@ -471,20 +471,29 @@ def score_columns(
             table[:, column] = factors[j].drivers(matrix[:, column].tolist())
         by_impact = np.take_along_axis(table, np.argsort(key, axis=1, kind="stable"), axis=1).tolist()
         ranked = [row[:p] for row, p in zip(by_impact, present, strict=True)]
-    zone_facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
+    # the cap is a driver too, with the points it took away, ranked among the others by them (set in
+    # place on the few forgotten rows: a column of its own would cost every row)
+    where = np.flatnonzero(forgotten)
+    if len(where):
+        took = lost[where].astype(np.float64)
+        before = np.zeros(len(where), np.int64)  # drivers ahead of it: bigger, or as big and named first
+        if factors:
+            sizes = np.abs(matrix[where])  # absent ones are NaN, which compares false
+            named_first = np.sort(np.array([f.name for f in factors])) < "forgotten_zone"
+            before = ((sizes > took[:, None]) | ((sizes == took[:, None]) & named_first)).sum(axis=1)
+        facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
+        for k, at, lk, last in zip(where.tolist(), before.tolist(), took.tolist(),
+                                   c.last_active[where].tolist(), strict=True):
+            value = "null" if last == NONE else iso_day(last)
+            ranked[k].insert(at, f'{{"f": "forgotten_zone", "v": {value}, "i": {-lk if lk else 0.0!r}, '
+                                 f'"x": {facts}}}')
     scores = score.tolist()
     band = np.where(score >= cfg.bands.healthy, 2, np.where(score >= cfg.bands.watch, 1, 0))
     bands: list[str] = np.array(("at_risk", "watch", "healthy"), dtype=object)[band].tolist()  # band_of
     forgotten_list, danger_list, peer_list, mau_known = (
         forgotten.tolist(), danger.tolist(), peer.tolist(), has_mau.tolist())
-    last_list, lost_list = c.last_active.tolist(), lost.tolist()
     stick_out = [s if known else None for s, known in zip(stick_list, mau_known, strict=True)]
     eng_out = eng_list if c.usage_known else [None] * n
-    for k in np.flatnonzero(forgotten).tolist():  # the forgotten zone leads
-        last = last_list[k]
-        lk = float(lost_list[k])
-        ranked[k].insert(0, f'{{"f": "forgotten_zone", "v": {"null" if last == NONE else iso_day(last)}, '
-                            f'"i": {-lk if lk else 0.0!r}, "x": {zone_facts}}}')
     rows: list[SnapshotRow] = list(zip(
         c.pk, scores, bands, danger_list, forgotten_list, stick_out, eng_out, peer_list,
         ["[" + ", ".join(parts) + "]" for parts in ranked], strict=True))

@@ -32,8 +32,10 @@ def is_at_risk(h: HealthScore | State) -> bool:
 
 
 def reasons(h: HealthScore, limit: int = 2) -> str:
-    """The few drivers that pull the score down most, each in its shortest form."""
-    worst = [d for d in h.drivers if d.impact < 0 or d.factor == "forgotten_zone"][:limit]
+    """The few drivers that pull the score down most, each in its shortest form: the forgotten zone
+    first, whatever points its cap took (nobody using the product is the reason to call)."""
+    worst = sorted((d for d in h.drivers if d.impact < 0 or d.factor == "forgotten_zone"),
+                   key=lambda d: d.factor != "forgotten_zone")[:limit]
     return "; ".join(d.explanation.split(";")[0].split(" (")[0] for d in worst)
 
 

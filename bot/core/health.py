@@ -335,7 +335,6 @@ def score_account(
             impact = round(weights[r.factor] / total * (r.subscore - 50.0), 1)
             drivers.append(Driver(r.factor, r.value, impact, explain(r.factor, r.value, impact, r.facts),
                                   r.facts))
-    drivers.sort(key=lambda d: (-abs(d.impact), d.factor))
     score = max(0, min(100, round(raw)))
     usage = inputs.usage
     eng = engagement(inputs)
@@ -355,7 +354,8 @@ def score_account(
         impact = -lost if lost else 0.0
         facts = (cfg.forgotten_days, lookback_days(cfg), cap)
         text = explain("forgotten_zone", value, impact, facts)
-        drivers.insert(0, Driver("forgotten_zone", value, impact, text, facts))
+        drivers.append(Driver("forgotten_zone", value, impact, text, facts))
+    drivers.sort(key=lambda d: (-abs(d.impact), d.factor))  # biggest impact first (CONTRACT §5)
     return HealthScore(
         account_id=inputs.account.account_id,
         name=inputs.account.name,

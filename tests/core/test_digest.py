@@ -72,8 +72,8 @@ def test_reasons_are_the_shortest_form_of_the_negative_drivers(drivers, limit, e
 def test_reasons_name_the_forgotten_zone_even_below_the_cap():
     inputs = HealthInputs(acct(1, seats=10), UsageWindow(), has_champion=False)
     h = score_account(inputs, HealthConfig(), D, Peers.of([], 0.25))
-    assert h.forgotten_zone and h.drivers[0].factor == "forgotten_zone"
-    assert "no product use in the last 30 days" in reasons(h)
+    assert h.forgotten_zone and h.drivers[-1].factor == "forgotten_zone"  # its cap took no points
+    assert reasons(h).startswith("no product use in the last 30 days; ")
 
 
 def test_build_digest():

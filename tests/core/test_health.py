@@ -693,12 +693,12 @@ def test_no_usage_data_is_not_the_forgotten_zone():
          "no product use in the last 30 days (no use on record in the last 60 days); score capped at 39"),
     ],
 )
-def test_forgotten_caps_the_score_below_watch_and_comes_first(last_active, text):
+def test_forgotten_caps_the_score_below_watch_ranked_by_the_points_it_took(last_active, text):
     h = score_account(inp(acct(), UsageWindow(last_active=last_active), **GOOD), CFG, D, NO_PEERS)
     uncapped = score_account(inp(acct(), None, **GOOD), CFG, D, NO_PEERS)
     assert uncapped.score > 39
     assert (h.score, h.band, h.forgotten_zone, h.danger_zone) == (39, "at_risk", True, True)
-    first = h.drivers[0]
+    first = h.drivers[0]  # the cap took more points than any factor gave or took
     assert first.factor == "forgotten_zone"
     assert first.explanation == text
     assert first.value == (last_active.isoformat() if last_active else None)
@@ -709,7 +709,8 @@ def test_forgotten_cap_follows_custom_bands():
     cfg = HealthConfig(bands=Bands(healthy=80, watch=55))
     h = score_account(inp(acct(), UsageWindow(), **GOOD), cfg, D, NO_PEERS)
     assert (h.score, h.band) == (54, "at_risk")
-    assert h.drivers[0].explanation.endswith("score capped at 54")
+    (zone,) = (d for d in h.drivers if d.factor == "forgotten_zone")
+    assert zone.explanation.endswith("score capped at 54")
 
 
 def test_forgotten_zone_uses_the_configured_span():
@@ -718,15 +719,18 @@ def test_forgotten_zone_uses_the_configured_span():
     recent = score_account(inp(acct(), UsageWindow(last_active=days_ago(60))), cfg, D, NO_PEERS)
     assert recent.forgotten_zone is False
     h = score_account(inp(acct(), UsageWindow()), cfg, D, NO_PEERS)
-    assert h.drivers[0].explanation.startswith(
-        "no product use in the last 90 days (no use on record in the last 90 days)"
-    )
+    (zone,) = (d for d in h.drivers if d.factor == "forgotten_zone")
+    assert zone.explanation.startswith(
+        "no product use in the last 90 days (no use on record in the last 90 days)")
 
 
-def test_forgotten_below_the_cap_still_comes_first():
+def test_forgotten_below_the_cap_took_no_points_and_comes_after_the_factors_that_did():
     h = score_account(inp(acct(), UsageWindow(), has_champion=False), CFG, D, NO_PEERS)
-    assert h.score == 0 and h.drivers[0].factor == "forgotten_zone"
-    assert "capped" not in h.drivers[0].explanation
+    assert h.score == 0 and h.forgotten_zone
+    zone = h.drivers[-1]  # impact 0: the factors had taken the score below the cap already
+    assert (zone.factor, zone.impact) == ("forgotten_zone", 0.0)
+    assert "capped" not in zone.explanation
+    assert all(d.impact < 0 for d in h.drivers[:-1])
 
 
 def test_forgotten_cap_never_goes_below_zero():
@@ -791,12 +795,14 @@ def test_score_properties(i, weights, bands, peers):
     # score = 50 + the sum of the impacts, to rounding (the forgotten driver carries the points of its cap)
     assert abs(h.score - (50 + sum(d.impact for d in h.drivers))) <= 1
     rest = list(h.drivers)
+    zones = [d for d in rest if d.factor == "forgotten_zone"]
+    assert len(zones) == h.forgotten_zone
     if h.forgotten_zone:
-        assert rest[0].factor == "forgotten_zone" and rest[0].impact <= 0
+        assert zones[0].impact <= 0
         assert h.score <= bands.watch - 1
-        rest = rest[1:]
-    magnitudes = [abs(d.impact) for d in rest]
+    magnitudes = [abs(d.impact) for d in rest]  # biggest impact first, the zone's cap among them
     assert magnitudes == sorted(magnitudes, reverse=True)
+    rest = [d for d in rest if d.factor != "forgotten_zone"]
     # every driver is a factor with a weight, once, with a sentence
     names = [d.factor for d in rest]
     assert len(names) == len(set(names))
