@@ -473,17 +473,17 @@ def score_columns(
         ranked = [row[:p] for row, p in zip(by_impact, present, strict=True)]
     # the cap is a driver too, with the points it took away, ranked among the others by them (set in
     # place on the few forgotten rows: a column of its own would cost every row)
-    where = np.flatnonzero(forgotten)
-    if len(where):
-        took = lost[where].astype(np.float64)
-        before = np.zeros(len(where), np.int64)  # drivers ahead of it: bigger, or as big and named first
+    zoned = np.flatnonzero(forgotten)
+    if len(zoned):
+        took = lost[zoned].astype(np.float64)
+        before = np.zeros(len(zoned), np.int64)  # drivers ahead of it: bigger, or as big and named first
         if factors:
-            sizes = np.abs(matrix[where])  # absent ones are NaN, which compares false
+            sizes = np.abs(matrix[zoned])  # absent ones are NaN, which compares false
             named_first = np.sort(np.array([f.name for f in factors])) < "forgotten_zone"
             before = ((sizes > took[:, None]) | ((sizes == took[:, None]) & named_first)).sum(axis=1)
         facts = f"[{cfg.forgotten_days}, {lookback_days(cfg)}, {cap}]"
-        for k, at, lk, last in zip(where.tolist(), before.tolist(), took.tolist(),
-                                   c.last_active[where].tolist(), strict=True):
+        for k, at, lk, last in zip(zoned.tolist(), before.tolist(), took.tolist(),
+                                   c.last_active[zoned].tolist(), strict=True):
             value = "null" if last == NONE else iso_day(last)
             ranked[k].insert(at, f'{{"f": "forgotten_zone", "v": {value}, "i": {-lk if lk else 0.0!r}, '
                                  f'"x": {facts}}}')
