@@ -226,13 +226,13 @@ class Keepwell:
     def retention(self, start: date, end: date, accounts: Sequence[Account] | None = None) -> Retention:
         """CONTRACT §5 over the whole book (`accounts`, when the caller has read them already)."""
         if end < start:
-            raise BadInput(f"--to {end} is before --from {start}")
+            raise BadInput(f"the window ends {end}, before it starts {start}: give the earlier day first")
         history = self.book.mrr_on_months(revenue_months(start, end))  # not every month of every account
         return retention(self.book.accounts() if accounts is None else accounts, start, end, history)
 
     def cohorts(self, start: date, end: date) -> list[Cohort]:
         if end < start:
-            raise BadInput(f"--to {end} is before --from {start}")
+            raise BadInput(f"the window ends {end}, before it starts {start}: give the earlier day first")
         return cohorts(self.book.accounts(), start, end)
 
     def reviews(self, as_of: date, within: int) -> list[DueItem]:

@@ -203,7 +203,8 @@ def test_reviews_within(demo_book, capsys):
     ("args", "message"),
     [
         (["health", "acme", "--as-of", "2026-13-01"], "--as-of: '2026-13-01' is not a date"),
-        (["retention", "--from", "2026-06-01", "--to", "2026-01-01"], "is before --from"),
+        (["retention", "--from", "2026-06-01", "--to", "2026-01-01"],
+         "the window ends 2026-01-01, before it starts 2026-06-01: give the earlier day first"),
         (["risk", "--segment", "colour:blue"], "unknown segment term 'colour:blue'"),
         (["risk", "--segment", "band:purple"], "unknown band 'purple'"),
         (["import", "gadgets", "x.csv"], "unknown kind 'gadgets'"),

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from bot.errors import BadInput
 from bot.services import Keepwell
 from bot.slack import blocks as B
-from bot.slack.commands import Actor, Modal, Usage, execute, note_target, parse
+from bot.slack.commands import Actor, Modal, Usage, execute, is_segment, note_target, parse
 
 MENTION = re.compile(r"<@([A-Z0-9]+)>")
 
@@ -59,7 +59,7 @@ def answer(service: Keepwell, line: str, user: str, as_of: date) -> str:
             query, note = note_target(service, cmd.words)
             account = service.teamwork.log_note(query, note, author=user, as_of=as_of, ref=actor.ref)
             return f"Note logged on {account.name}."
-        if cmd.name == "draft":
+        if cmd.name == "draft" and not is_segment(" ".join(cmd.words[1:])):  # a segment: the plan, below
             account = service.book.resolve(" ".join(cmd.words[1:]))
             people = service.teamwork.recipients(account)
             if not people:

@@ -98,6 +98,10 @@ def test_risk_pages_and_retention_and_reviews(book):
     assert "Coming due" in json.dumps(run(book, "reviews").to_dict())
     with pytest.raises(BadInput, match="unknown segment term"):
         run(book, "risk colour:blue")
+    with pytest.raises(BadInput) as refused:  # in Slack's words, not the command line's
+        run(book, "retention 2026-05-01 2026-01-01")
+    assert str(refused.value) == (
+        "the window ends 2026-01-01, before it starts 2026-05-01: give the earlier day first")
 
 
 def test_note_and_draft_open_modals(book):
@@ -146,6 +150,8 @@ def test_console_drafts_to_the_outbox(book):
     out = answer(book, "draft checkin acme", "U0123ABCD", AS_OF)
     assert "Draft created" in out or "already exists" in out
     assert "review it and send it yourself" in out
+    plan = answer(book, "draft checkin band:at_risk", "U0123ABCD", AS_OF)  # a segment: the plan, as in Slack
+    assert "draft(s) with template checkin for band:at_risk" in plan and "plan " in plan
 
 
 def test_console_repl_reads_until_end_of_input(book):
