@@ -377,6 +377,10 @@ def auth_google(
         "--gmail-activity", help="Also read mail metadata (for keepwell sync gmail)."
     )] = False,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the sign-in link instead.")] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", show_default=False,
+        help="Taken as every command takes it; unused: the token goes to KEEPWELL_GOOGLE_TOKEN.",
+    )] = None,
 ) -> None:
     """Sign in to Google (Gmail drafts, contacts); the token is stored encrypted with KEEPWELL_SECRET_KEY."""
     from integrations.google_auth import sign_in

@@ -6,6 +6,7 @@ import email
 import json
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -319,3 +320,20 @@ def test_slack_modes_refuse_to_start_without_their_secrets(tmp_path, capsys, mon
     code, _, err = run(capsys, *args, "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_command_takes_db():
+    """CONTRACT §3: scripts may pass --db to any command."""
+    import typer
+
+    from bot.cli import app
+
+    def leaves(cmd: Any, path: str) -> list[tuple[str, Any]]:
+        subs = getattr(cmd, "commands", None)  # a group
+        if subs is not None:
+            return [leaf for name, sub in subs.items() for leaf in leaves(sub, f"{path} {name}")]
+        return [(path, cmd)]
+
+    commands = leaves(typer.main.get_command(app), "keepwell")
+    assert len(commands) >= 18
+    assert [path for path, cmd in commands if "--db" not in {o for p in cmd.params for o in p.opts}] == []
