@@ -119,7 +119,9 @@ class UsageUser(SQLModel, table=True):
 class NpsResponse(SQLModel, table=True):
     __tablename__ = "nps_responses"
     __table_args__ = (
-        UniqueConstraint("account_pk", "email", "day", "touchpoint", name="uq_nps_key"),
+        # nth: the answer's rank among the file's answers with the same account, email, day and
+        # touchpoint (two anonymous answers of one day, say): 1 for the first (migration 0009)
+        UniqueConstraint("account_pk", "email", "day", "touchpoint", "nth", name="uq_nps_key"),
         # an account's answers newest first: its latest answer without sorting them all (migration 0007)
         Index("ix_nps_responses_account_day", "account_pk", "day", "id"),
     )
@@ -131,6 +133,7 @@ class NpsResponse(SQLModel, table=True):
     score: int
     touchpoint: str = Field(default="other", max_length=20)
     comment: str | None = None
+    nth: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class Ticket(SQLModel, table=True):

@@ -59,6 +59,16 @@ class Context:
         self.user_level = False
         self.usage_days: tuple[date, date] | None = None
         self.unmatched_contacts = 0
+        self._seen: dict[tuple[Any, ...], int] = {}
+        self.shared_keys = 0  # rows whose key an earlier row of the file has (kept as rows of their own)
+
+    def nth(self, key: tuple[Any, ...]) -> int:
+        """How many rows of the file so far have this key, this one included: 1 for the first."""
+        n = self._seen.get(key, 0) + 1
+        self._seen[key] = n
+        if n > 1:
+            self.shared_keys += 1
+        return n
 
     def cover_day(self, day: date) -> None:
         """Widen the span of days a user-level file covers (what `_rollup_users` sums again)."""
@@ -458,7 +468,9 @@ def _nps(v: dict[str, Any], ctx: Context) -> Row:
         pk = found
     else:
         raise RowError("account_id", "give account_id or email")
-    return (pk, email, v["date"], v["score"], v.get("touchpoint") or "other", v.get("comment"))
+    touchpoint = v.get("touchpoint") or "other"
+    nth = ctx.nth((pk, email, v["date"], touchpoint))
+    return (pk, email, v["date"], v["score"], touchpoint, v.get("comment"), nth)
 
 
 def _ticket(v: dict[str, Any], ctx: Context) -> Row:
@@ -483,11 +495,14 @@ def _mrr(v: dict[str, Any], ctx: Context) -> Row:
 
 
 def _touch(v: dict[str, Any], ctx: Context) -> Row:
-    return (
-        ctx.account_pk(v["account_id"]), v["date"], v.get("channel") or "other", v.get("team") or "other",
-        v.get("contact_email") or "", v.get("sentiment"), v.get("kind") or "other", v.get("note"),
-        "import", "",
-    )
+    """Two touches of a file may share their key (two calls with the account on one day): each after
+    the first is told apart by its rank (`ref` 'import#2', …), so the same file imported again finds
+    every touch where it left it."""
+    pk, channel, team = ctx.account_pk(v["account_id"]), v.get("channel") or "other", v.get("team") or "other"
+    contact, kind = v.get("contact_email") or "", v.get("kind") or "other"
+    nth = ctx.nth((pk, v["date"], channel, team, contact, kind))
+    return (pk, v["date"], channel, team, contact, v.get("sentiment"), kind, v.get("note"), "import",
+            "" if nth == 1 else f"import#{nth}")
 
 
 def _team(v: dict[str, Any], ctx: Context) -> Row:
@@ -540,8 +555,8 @@ KINDS: dict[str, Kind] = {
                 Column("account_id", ID), Column("email", c.parse_email),
                 Column("touchpoint", TOUCHPOINTS), Column("comment", LONG),
             ),
-            ("account_pk", "email", "day", "score", "touchpoint", "comment"),
-            ("account_pk", "email", "day", "touchpoint"), (0, 1, 2, 4), _nps,
+            ("account_pk", "email", "day", "score", "touchpoint", "comment", "nth"),
+            ("account_pk", "email", "day", "touchpoint", "nth"), (0, 1, 2, 4, 6), _nps,
             "account, email, date and touchpoint", alternatives=(("account_id", "email"),),
         ),
         Kind(
@@ -581,7 +596,7 @@ KINDS: dict[str, Kind] = {
             ),
             ("account_pk", "day", "channel", "team", "contact_email", "sentiment", "kind", "note", "source",
              "ref"),
-            ("account_pk", "day", "channel", "team", "contact_email", "kind", "ref"), (0, 1, 2, 3, 4, 6),
+            ("account_pk", "day", "channel", "team", "contact_email", "kind", "ref"), (0, 1, 2, 3, 4, 6, 9),
             _touch,
             "account, date, channel, team, contact and kind",
         ),

@@ -215,6 +215,10 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                     if kind.finish is not None:
                         kind.finish(ctx)
                     trans.commit()
+                if ctx.shared_keys and not report.error_count:
+                    report.warnings.append(
+                        f"{ctx.shared_keys} row(s) share their {kind.key_label} with an earlier row: "
+                        "each is kept as one more of its own")
                 if ctx.unmatched_contacts and not report.error_count:  # a dry run warns the same
                     report.warnings.append(
                         f"{ctx.unmatched_contacts} contact(s) matched no account by domain "

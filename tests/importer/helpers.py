@@ -16,11 +16,11 @@ TABLES = {
     "contacts": "email",
     "usage_daily": "account_pk, day",
     "usage_users": "account_pk, day, user_id",
-    "nps_responses": "account_pk, email, day, touchpoint",
+    "nps_responses": "account_pk, email, day, touchpoint, nth",
     "tickets": "ticket_id",
     "invoices": "invoice_id",
     "mrr_history": "account_pk, month",
-    "touches": "account_pk, day, channel, team, contact_email, kind",
+    "touches": "account_pk, day, channel, team, contact_email, kind, ref",
     "account_team": "account_pk, member",
 }
 

@@ -61,8 +61,9 @@ EVERY_KIND = [
     ("nps",
      'account_id,date,score,touchpoint,comment\nA1,2026-01-05,9,QBR,"Great, thanks"\nA2,2026-01-05,0,,\n',
      "nps_responses",
-     [dict(account="A1", email="", day=D("2026-01-05"), score=9, touchpoint="qbr", comment="Great, thanks"),
-      dict(account="A2", email="", day=D("2026-01-05"), score=0, touchpoint="other", comment=None)]),
+     [dict(account="A1", email="", day=D("2026-01-05"), score=9, touchpoint="qbr", comment="Great, thanks",
+           nth=1),
+      dict(account="A2", email="", day=D("2026-01-05"), score=0, touchpoint="other", comment=None, nth=1)]),
     ("tickets",
      "ticket_id,account_id,opened_at,closed_at,priority,kind\n"
      "T1,A1,2026-01-05T10:00:00+02:00,2026-01-06T09:30:00Z,Urgent,bug\nT2,A2,2026-01-05,,,\n"
@@ -293,6 +294,32 @@ def test_a_file_without_a_column_leaves_what_the_book_holds_for_it(
     before = stored(book, table)
     importer(kind, second)  # and the same file again changes nothing
     assert stored(book, table) == before
+
+
+@pytest.mark.parametrize(("kind", "content", "table", "column", "label", "stored_", "corrected"), [
+    ("nps", "account_id,date,score,touchpoint\nA1,2026-01-05,7,qbr\nA1,2026-01-05,9,QBR\n"
+            "A1,2026-01-05,3,qbr\nA2,2026-01-05,8,qbr\n",
+     "nps_responses", "score", "account, email, date and touchpoint", [7, 9, 3, 8], [6, 9, 3, 8]),
+    ("touches", "account_id,date,channel,note\nA1,2026-01-05,call,first\nA1,2026-01-05,Call,second\n"
+                "A1,2026-01-05,call,third\nA2,2026-01-05,call,other account\n",
+     "touches", "note", "account, date, channel, team, contact and kind",
+     ["first", "second", "third", "other account"], ["first call", "second", "third", "other account"]),
+])
+def test_rows_that_share_a_key_are_each_kept_and_a_second_import_finds_them(
+    book: Engine, importer: Importer, kind: str, content: str, table: str, column: str, label: str,
+    stored_: list[Any], corrected: list[Any],
+) -> None:
+    """Two anonymous answers of one account on one day, two calls with it: real rows, not repeats. Each
+    is stored under its rank among the rows of its key, which a later import of the file finds again."""
+    report = importer(kind, content)
+    assert report.warnings == [f"2 row(s) share their {label} with an earlier row: each is kept as one "
+                               "more of its own"]
+    assert [r[column] for r in stored(book, table)] == stored_  # by key, then rank
+    before = stored(book, table)
+    importer(kind, content)  # the same file again changes nothing
+    assert stored(book, table) == before
+    importer(kind, content.replace(",7,", ",6,").replace(",first", ",first call"))  # and corrects by rank
+    assert [r[column] for r in stored(book, table)] == corrected
 
 
 def test_a_domain_shared_by_two_accounts_is_ambiguous_unless_account_id_is_given(
