@@ -22,7 +22,7 @@ from bot.config import KeepwellConfig, Settings, load_config, load_settings
 from bot.db.engine import make_engine, migrate
 from bot.errors import BadInput, KeepwellError, OperationFailed
 from bot.importer.kinds import KINDS
-from bot.services import Keepwell, health_dict
+from bot.services import Keepwell, digest_dict, health_dict
 from bot.store import Book
 from integrations.outbox import Outbox
 
@@ -398,14 +398,21 @@ def digest(
     since: Annotated[str | None, typer.Option("--since", help="Compare with this day's scores.")] = None,
     db: DbOpt = None,
     as_of: AsOfOpt = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="With --dry-run: the digest as JSON (stable keys), not as Slack shows it.")] = False,
 ) -> None:
     """Post (or print) the portfolio digest: health, retention with new and lost, movers, risks."""
     from bot.slack.blocks import digest_blocks
     from bot.slack.console import render_blocks
 
+    if as_json and not dry_run:
+        raise BadInput("--json prints the digest instead of posting it: add --dry-run")
     day = parse_day(as_of, "--as-of")
     service = runtime.service(db)
     digest = service.digest(day, segment, parse_day(since, "--since") if since else None)
+    if as_json:
+        emit_json(digest_dict(digest))
+        return
     reply = digest_blocks(digest)
     if dry_run:
         out.print(render_blocks(reply.to_dict()["blocks"]), markup=False, highlight=False)

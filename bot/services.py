@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import Connection
 
 from bot import collector
 from bot.config import KeepwellConfig
-from bot.core.digest import Digest, build_digest, is_at_risk
+from bot.core.digest import Digest, build_digest, is_at_risk, reasons
 from bot.core.health import Peers, score_account, score_book
 from bot.core.model import Account, HealthScore
 from bot.core.retention import Cohort, Retention, cohorts, retention, revenue_months
@@ -49,6 +50,44 @@ def health_dict(item: Scored) -> dict[str, Any]:
         "tags": list(a.tags),
         "owner_email": a.owner_email,
         "drivers": [d.to_dict() for d in h.drivers],
+    }
+
+
+def digest_dict(d: Digest) -> dict[str, Any]:
+    """`keepwell digest --json`: what the digest shows, with stable keys (money as numbers, days ISO)."""
+
+    def money(value: Decimal | None) -> float | None:
+        return None if value is None else float(value)
+
+    def brief(a: Account, h: HealthScore | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"account_id": a.account_id, "name": a.name, "mrr": money(a.mrr)}
+        if h is not None:
+            out |= {"score": h.score, "band": h.band, "previous_score": h.previous_score}
+        return out
+
+    return {
+        "as_of": d.as_of.isoformat(),
+        "since": d.since.isoformat() if d.since else None,
+        "customers": d.customers,
+        "mrr": money(d.mrr),
+        "bands": [{"band": b.band, "accounts": b.accounts, "mrr": money(b.mrr)} for b in d.bands],
+        "danger_zone": d.danger,
+        "forgotten_zone": d.forgotten,
+        "at_risk_total": d.at_risk_total,
+        "at_risk": [brief(a, h) | {"danger_zone": h.danger_zone, "forgotten_zone": h.forgotten_zone,
+                                   "reasons": reasons(h)} for a, h in d.at_risk],
+        "newly_at_risk": [brief(a, h) for a, h in d.newly_at_risk],
+        "recovered": [brief(a, h) for a, h in d.recovered],
+        "entered_danger": [brief(a, h) for a, h in d.entered_danger],
+        "entered_forgotten": [brief(a, h) for a, h in d.entered_forgotten],
+        "renewals": [brief(a, h) | {"renewal_date": a.renewal_date.isoformat() if a.renewal_date else None}
+                     for a, h in d.renewals],
+        "reviews_due": [brief(a) | {"due": due.isoformat()} for a, due in d.reviews_due],
+        "detractors": [brief(a) | {"email": n.email or None, "day": n.day.isoformat(), "score": n.score,
+                                   "comment": n.comment} for a, n in d.detractors],
+        "overdue_invoices": [brief(a) | {"invoice_id": o.invoice_id, "amount": money(o.amount),
+                                         "days_overdue": o.days} for a, o in d.overdue],
+        "retention": d.retention.to_dict(),
     }
 
 

@@ -82,6 +82,30 @@ def test_digest_dry_run_prints_it_here(capsys, book):
     assert code == 0 and out.startswith("Portfolio digest — 2026-06-30") and "At risk" in out
 
 
+def test_digest_json_says_what_the_digest_shows(capsys, book):
+    url, since = str(book.book.engine.url), AS_OF - timedelta(days=7)
+    code, out, _ = run(capsys, "digest", "--channel", "C1", "--dry-run", "--json", "--db", url,
+                       "--as-of", str(AS_OF), "--since", str(since))
+    assert code == 0
+    data = json.loads(out)
+    d = book.digest(AS_OF, since=since)
+    assert (data["as_of"], data["since"], data["customers"]) == (str(AS_OF), str(since), d.customers)
+    assert data["customers"] == sum(b["accounts"] for b in data["bands"])
+    assert (data["danger_zone"], data["forgotten_zone"], data["at_risk_total"]) == (
+        d.danger, d.forgotten, d.at_risk_total)
+    assert [r["account_id"] for r in data["at_risk"]] == [a.account_id for a, _ in d.at_risk]
+    assert data["at_risk"] and all(r["reasons"] for r in data["at_risk"])
+    mrrs = [r["mrr"] or 0 for r in data["at_risk"]]
+    assert mrrs == sorted(mrrs, reverse=True)  # most revenue at stake first
+    r = data["retention"]  # new and lost beside the rate, as everywhere
+    assert r["customers_end"] == r["customers_start"] + r["new_customers"] - r["churned_customers"]
+    assert {"newly_at_risk", "recovered", "entered_danger", "entered_forgotten", "renewals", "reviews_due",
+            "detractors", "overdue_invoices"} <= set(data)
+    code, _, err = run(capsys, "digest", "--channel", "C1", "--json", "--db", url)
+    assert (code, err.strip()) == (
+        2, "keepwell: --json prints the digest instead of posting it: add --dry-run")
+
+
 def test_no_garbage_collection_while_the_digest_is_built_and_the_collector_is_back_after(book, monkeypatch):
     """A million short-lived objects at 100k accounts (bot.collector): no collection walks them."""
     import gc
