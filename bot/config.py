@@ -53,8 +53,16 @@ class Settings(BaseSettings):
             low = low.removeprefix(prefix)
         if any(low.startswith(p) or low == p.strip("-<") for p in PLACEHOLDERS) or "…" in low:
             raise ValueError("looks like a placeholder, not a real secret")
-        if not value.isascii() or not value.isprintable() or " " in value.strip():
-            raise ValueError("holds characters no secret has (spaces, or beyond ASCII): is it a placeholder?")
+        return value
+
+    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", mode="after")
+    @classmethod
+    def _slack_shape(cls, value: str | None) -> str | None:
+        """Slack's tokens and signing secret are ASCII without spaces (KEEPWELL_SECRET_KEY may be any
+        passphrase: it is stretched into a key)."""
+        if value is not None and (not value.isascii() or not value.isprintable() or " " in value.strip()):
+            raise ValueError("holds characters no Slack secret has (spaces, or beyond ASCII): "
+                             "is it a placeholder?")
         return value
 
 

@@ -126,7 +126,7 @@ class Scheduler:
             except Exception as exc:  # give the period back for the next tick; what was posted is claimed
                 log.warning("job %s for %s failed: %s", job.name, period, exc)
                 again = ("the next tick tries again" if self.claims.release(claim)
-                         else "not repeated, as Slack may have shown it: check the channel")
+                         else "not run again, as its post may have gone out: check the channel")
                 outcome, reason = "failed", f"{_why(exc)}; {again}"
             ran.append(Ran(job.name, period, outcome, reason))
             log.log(logging.WARNING if outcome == "failed" else logging.INFO, "job run", extra=fields(

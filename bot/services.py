@@ -59,11 +59,13 @@ def digest_dict(d: Digest) -> dict[str, Any]:
     def money(value: Decimal | None) -> float | None:
         return None if value is None else float(value)
 
-    def brief(a: Account, h: HealthScore | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"account_id": a.account_id, "name": a.name, "mrr": money(a.mrr)}
-        if h is not None:
-            out |= {"score": h.score, "band": h.band, "previous_score": h.previous_score}
-        return out
+    def brief(a: Account) -> dict[str, Any]:
+        return {"account_id": a.account_id, "name": a.name, "mrr": money(a.mrr)}
+
+    def health(a: Account, h: HealthScore | None) -> dict[str, Any]:  # null where not scored
+        if h is None:
+            return brief(a) | {"score": None, "band": None, "previous_score": None}
+        return brief(a) | {"score": h.score, "band": h.band, "previous_score": h.previous_score}
 
     return {
         "as_of": d.as_of.isoformat(),
@@ -74,13 +76,13 @@ def digest_dict(d: Digest) -> dict[str, Any]:
         "danger_zone": d.danger,
         "forgotten_zone": d.forgotten,
         "at_risk_total": d.at_risk_total,
-        "at_risk": [brief(a, h) | {"danger_zone": h.danger_zone, "forgotten_zone": h.forgotten_zone,
+        "at_risk": [health(a, h) | {"danger_zone": h.danger_zone, "forgotten_zone": h.forgotten_zone,
                                    "reasons": reasons(h)} for a, h in d.at_risk],
-        "newly_at_risk": [brief(a, h) for a, h in d.newly_at_risk],
-        "recovered": [brief(a, h) for a, h in d.recovered],
-        "entered_danger": [brief(a, h) for a, h in d.entered_danger],
-        "entered_forgotten": [brief(a, h) for a, h in d.entered_forgotten],
-        "renewals": [brief(a, h) | {"renewal_date": a.renewal_date.isoformat() if a.renewal_date else None}
+        "newly_at_risk": [health(a, h) for a, h in d.newly_at_risk],
+        "recovered": [health(a, h) for a, h in d.recovered],
+        "entered_danger": [health(a, h) for a, h in d.entered_danger],
+        "entered_forgotten": [health(a, h) for a, h in d.entered_forgotten],
+        "renewals": [health(a, h) | {"renewal_date": a.renewal_date.isoformat() if a.renewal_date else None}
                      for a, h in d.renewals],
         "reviews_due": [brief(a) | {"due": due.isoformat()} for a, due in d.reviews_due],
         "detractors": [brief(a) | {"email": n.email or None, "day": n.day.isoformat(), "score": n.score,

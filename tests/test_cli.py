@@ -274,7 +274,8 @@ def test_database_url_problems(capsys, url, code, message):
     ("SLACK_BOT_TOKEN", "xoxb-your-bot-token"),
     ("SLACK_APP_TOKEN", "xapp-1-..."),
     ("SLACK_SIGNING_SECRET", "<signing secret>"),
-    ("KEEPWELL_SECRET_KEY", "clé secrète"),
+    ("SLACK_SIGNING_SECRET", "clé secrète"),
+    ("KEEPWELL_SECRET_KEY", "your-secret-key"),
 ])
 def test_placeholder_secret_is_refused_at_start(capsys, monkeypatch, tmp_path, name, value):
     monkeypatch.setenv(name, value)
@@ -320,6 +321,12 @@ def test_slack_modes_refuse_to_start_without_their_secrets(tmp_path, capsys, mon
     code, _, err = run(capsys, *args, "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_passphrase_is_a_good_secret_key(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KEEPWELL_SECRET_KEY", "Schlüssel: correct horse battery staple")
+    code, _, err = run(capsys, "risk", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert (code, err) == (0, "")
 
 
 def test_every_command_takes_db():

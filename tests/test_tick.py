@@ -104,8 +104,8 @@ def test_a_post_slack_fails_exits_1_and_is_left_to_a_person(tmp_path, monkeypatc
     slack.fail("chat.postMessage", status=500)
     code, out, err = run(capsys, "tick", "--now", "2026-06-22T09:01:00+02:00", "--db", url)
     assert code == 1
-    assert out == ("digest:C0WEEKLY:all 2026-06-22T09:00+02:00: failed (Slack answered HTTP 500; not "
-                   "repeated, as Slack may have shown it: check the channel)\n")
+    assert out == ("digest:C0WEEKLY:all 2026-06-22T09:00+02:00: failed (Slack answered HTTP 500; not run "
+                   "again, as its post may have gone out: check the channel)\n")
     assert err.splitlines()[-1] == ("keepwell: 1 of 1 due job(s) failed: "
                                     "digest:C0WEEKLY:all 2026-06-22T09:00+02:00")
     code, out, _ = run(capsys, "tick", "--now", "2026-06-22T09:06:00+02:00", "--db", url)

@@ -188,8 +188,9 @@ class Touch(SQLModel, table=True):
     kind: str = Field(default="other", max_length=12)
     note: str | None = None
     source: str = Field(default="import", max_length=20)  # import | slack | draft
-    # '' for imported rows (their key is the columns above); a unique reference for a note logged in
-    # Slack or a draft, so two of them on the same day never overwrite each other
+    # '' for an imported row (its key is the columns above), 'import#N' for the N-th row of a file with
+    # that key; a unique reference for a note logged in Slack or a draft, so two of them on the same
+    # day never overwrite each other
     ref: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     author: str | None = Field(default=None, max_length=320)  # the Slack user who wrote it
 

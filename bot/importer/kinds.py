@@ -60,6 +60,7 @@ class Context:
         self.usage_days: tuple[date, date] | None = None
         self.unmatched_contacts = 0
         self._seen: dict[tuple[Any, ...], int] = {}
+        self.kept: frozenset[str] = frozenset()  # the stored columns the file leaves as they are
         self.shared_keys = 0  # rows whose key an earlier row of the file has (kept as rows of their own)
 
     def nth(self, key: tuple[Any, ...]) -> int:
@@ -170,6 +171,11 @@ class Kind:
     # Of those, the ones still filled where nothing is stored yet (a contact's account, say, which
     # the import matches by domain when the file names none).
     kept_unless_null: frozenset[str] = frozenset()
+    # Columns that go together: one of them in the file writes them all (a churn date and its reason).
+    together: tuple[frozenset[str], ...] = ()
+    # A cross-field rule that a kept column may break (a new start date after the stored churn date):
+    # checked against the stored rows once the file is written, when that column was kept.
+    stored_rule: tuple[str, Callable[[Context], list[str]]] | None = None
     required: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -182,8 +188,17 @@ class Kind:
         named = dict(self.fills)
         absent = {named.get(col.name, col.name) for col in self.columns
                   if not col.required and col.name not in header}
+        for group in self.together:
+            if not group <= absent:
+                absent -= group
         kept = frozenset(col for col in self.insert if col in absent and col not in self.conflict)
         return replace(self, kept=kept, kept_unless_null=kept & self.kept_unless_null)
+
+    def broken_by_kept(self, ctx: Context) -> list[str]:
+        """The stored rows that a kept column now puts at odds with the file's values (a few)."""
+        if self.stored_rule is None or self.stored_rule[0] not in self.kept:
+            return []
+        return self.stored_rule[1](ctx)
 
     def _on_conflict(self, *, skip_equal: bool = False) -> str:
         updates = [col for col in self.insert
@@ -244,14 +259,30 @@ def _account(v: dict[str, Any], ctx: Context) -> Row:
     )
 
 
+def _churned_before_start(ctx: Context) -> list[str]:
+    return [f"account {a}: start_date {str(start)[:10]} is not before the churn_date {str(churn)[:10]} "
+            "the book holds (the file has no churn_date column: give it, empty if the account is back)"
+            for a, start, churn in ctx._rows(
+                "SELECT account_id, start_date, churn_date FROM accounts "
+                "WHERE churn_date IS NOT NULL AND churn_date <= start_date ORDER BY account_id LIMIT 5")]
+
+
+def _closed_before_opened(ctx: Context) -> list[str]:
+    return [f"ticket {t}: opened_at {str(opened)[:16]} is after the closed_at {str(closed)[:16]} the book "
+            "holds (the file has no closed_at column: give it)"
+            for t, opened, closed in ctx._rows(
+                "SELECT ticket_id, opened_at, closed_at FROM tickets "
+                "WHERE closed_at IS NOT NULL AND closed_at < opened_at ORDER BY ticket_id LIMIT 5")]
+
+
 def _contact(v: dict[str, Any], ctx: Context) -> Row:
     email = v["email"]
     if v.get("account_id") is not None:
         pk: int | None = ctx.account_pk(v["account_id"])
     else:
         pk = ctx.account_for_email(email)
-        if pk is None:
-            ctx.unmatched_contacts += 1
+        if pk is None and not ("account_pk" in ctx.kept and ctx.contact_account(email) is not None):
+            ctx.unmatched_contacts += 1  # (a contact with an account keeps it when the file has no column)
     return (
         email, pk, v.get("first_name"), v.get("last_name"), v.get("title"), v.get("role") or "other",
         bool(v.get("do_not_contact") or False), "import", ctx.now,
@@ -525,6 +556,8 @@ KINDS: dict[str, Kind] = {
             ("account_id", "name", "start_date", "domain", "tier", "tags", "owner_email", "mrr", "seats",
              "renewal_date", "churn_date", "churn_reason", "updated_at"),
             ("account_id",), (0,), _account, "account_id",
+            together=(frozenset({"churn_date", "churn_reason"}),),
+            stored_rule=("churn_date", _churned_before_start),
         ),
         Kind(
             "contacts", "contacts",
@@ -567,7 +600,7 @@ KINDS: dict[str, Kind] = {
                 Column("priority", PRIORITIES), Column("kind", TICKET_KINDS),
             ),
             ("ticket_id", "account_pk", "opened_at", "closed_at", "priority", "kind"),
-            ("ticket_id",), (0,), _ticket, "ticket_id",
+            ("ticket_id",), (0,), _ticket, "ticket_id", stored_rule=("closed_at", _closed_before_opened),
         ),
         Kind(
             "invoices", "invoices",

@@ -202,6 +202,7 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                 if kind.after_header is not None:
                     kind = kind.after_header(kind, csv_file.header, ctx)
                 kind = kind.for_header(csv_file.header)
+                ctx.kept = kind.kept
                 writer = None if dry_run else writer_for(kind, ctx)
                 try:
                     _stream(kind, ctx, positions, csv_file, report, writer)
@@ -214,6 +215,11 @@ def _import_csv(engine: Engine, kind_name: str, path: Path, dry_run: bool) -> Im
                     writer.finish()
                     if kind.finish is not None:
                         kind.finish(ctx)
+                    broken = kind.broken_by_kept(ctx)
+                    if broken:
+                        trans.rollback()
+                        raise BadInput(f"{path}: rows at odds with what the book holds; nothing was imported",
+                                       details=broken)
                     trans.commit()
                 if ctx.shared_keys and not report.error_count:
                     report.warnings.append(

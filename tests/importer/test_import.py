@@ -296,6 +296,48 @@ def test_a_file_without_a_column_leaves_what_the_book_holds_for_it(
     assert stored(book, table) == before
 
 
+@pytest.mark.parametrize(("kind", "first", "second", "table", "problem"), [
+    ("accounts", "account_id,name,start_date,churn_date,churn_reason\nA1,Acme,2024-01-01,2025-03-01,price\n",
+     "account_id,name,start_date\nA1,Acme,2025-06-01\n", "accounts",
+     "account A1: start_date 2025-06-01 is not before the churn_date 2025-03-01 the book holds (the file "
+     "has no churn_date column: give it, empty if the account is back)"),
+    ("tickets", "ticket_id,account_id,opened_at,closed_at\nT1,A2,2025-01-01T00:00:00Z,2025-01-02T00:00:00Z\n",
+     "ticket_id,account_id,opened_at\nT1,A2,2025-03-01T00:00:00Z\n", "tickets",
+     "ticket T1: opened_at 2025-03-01 00:00 is after the closed_at 2025-01-02 00:00 the book holds (the "
+     "file has no closed_at column: give it)"),
+])
+def test_a_file_whose_rows_contradict_a_kept_column_is_refused_whole(
+    book: Engine, importer: Importer, kind: str, first: str, second: str, table: str, problem: str
+) -> None:
+    """A kept column escapes the row's own checks: the rows it would leave at odds are refused after
+    the writing, and nothing is imported, as for any invalid row."""
+    importer(kind, first)
+    before = snapshot(book)
+    with pytest.raises(BadInput) as refused:
+        importer(kind, second)
+    assert refused.value.message.endswith(": rows at odds with what the book holds; nothing was imported")
+    assert refused.value.details == [problem]
+    assert snapshot(book) == before
+
+
+def test_a_churn_date_and_its_reason_go_together(book: Engine, importer: Importer) -> None:
+    """A file with churn_date but no churn_reason column brings an account back whole: no reason is
+    left without its date."""
+    importer("accounts",
+             "account_id,name,start_date,churn_date,churn_reason\nA1,Acme,2024-01-01,2025-03-01,price\n")
+    importer("accounts", "account_id,name,start_date,churn_date\nA1,Acme,2024-01-01,\n")
+    (a1,) = (r for r in stored(book, "accounts") if r["account_id"] == "A1")
+    assert (a1["churn_date"], a1["churn_reason"]) == (None, None)
+
+
+def test_a_contact_that_keeps_its_account_is_not_called_unmatched(book: Engine, importer: Importer) -> None:
+    importer("contacts", "email,account_id\nbob@other.org,A1\n")
+    report = importer("contacts", "email,title\nbob@other.org,VP\nnew@other.org,CFO\n")
+    assert report.warnings == ["1 contact(s) matched no account by domain (imported without an account)"]
+    assert {r["email"]: r["account"] for r in stored(book, "contacts")} == {
+        "bob@other.org": "A1", "new@other.org": None}
+
+
 @pytest.mark.parametrize(("kind", "content", "table", "column", "label", "stored_", "corrected"), [
     ("nps", "account_id,date,score,touchpoint\nA1,2026-01-05,7,qbr\nA1,2026-01-05,9,QBR\n"
             "A1,2026-01-05,3,qbr\nA2,2026-01-05,8,qbr\n",
