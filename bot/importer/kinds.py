@@ -146,6 +146,32 @@ BulkReader = Callable[[list[list[str]]], Taken | None]
 
 
 @dataclass(frozen=True)
+class KeptOrder:
+    """A stored `later` value, kept because the file has no column for it, must stay after the file's
+    `earlier` one (or not before it, with `ties`): the rows where it no longer does, a few, as lines."""
+
+    table: str
+    key: str  # the column naming a row in the lines
+    noun: str
+    earlier: str
+    later: str
+    ties: bool  # whether equal values break the rule
+    width: int  # characters of a value shown
+    verb: str  # how an earlier value that breaks it is said to stand
+    hint: str = ""
+
+    def broken(self, ctx: Context) -> list[str]:
+        rows = ctx._rows(
+            f"SELECT {self.key}, {self.earlier}, {self.later} FROM {self.table} "
+            f"WHERE {self.later} IS NOT NULL AND {self.later} {'<=' if self.ties else '<'} {self.earlier} "
+            f"ORDER BY {self.key} LIMIT 5")
+        w = self.width
+        return [f"{self.noun} {k}: {self.earlier} {str(e)[:w]} {self.verb} the {self.later} {str(v)[:w]} "
+                f"the book holds (the file has no {self.later} column: give it{self.hint})"
+                for k, e, v in rows]
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str
     table: str
@@ -175,7 +201,7 @@ class Kind:
     together: tuple[frozenset[str], ...] = ()
     # A cross-field rule that a kept column may break (a new start date after the stored churn date):
     # checked against the stored rows once the file is written, when that column was kept.
-    stored_rule: tuple[str, Callable[[Context], list[str]]] | None = None
+    stored_rule: KeptOrder | None = None
     required: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -196,9 +222,9 @@ class Kind:
 
     def broken_by_kept(self, ctx: Context) -> list[str]:
         """The stored rows that a kept column now puts at odds with the file's values (a few)."""
-        if self.stored_rule is None or self.stored_rule[0] not in self.kept:
+        if self.stored_rule is None or self.stored_rule.later not in self.kept:
             return []
-        return self.stored_rule[1](ctx)
+        return self.stored_rule.broken(ctx)
 
     def _on_conflict(self, *, skip_equal: bool = False) -> str:
         updates = [col for col in self.insert
@@ -257,22 +283,6 @@ def _account(v: dict[str, Any], ctx: Context) -> Row:
         v.get("owner_email"), v.get("mrr"), v.get("seats"), v.get("renewal_date"), churn,
         v.get("churn_reason"), ctx.now,
     )
-
-
-def _churned_before_start(ctx: Context) -> list[str]:
-    return [f"account {a}: start_date {str(start)[:10]} is not before the churn_date {str(churn)[:10]} "
-            "the book holds (the file has no churn_date column: give it, empty if the account is back)"
-            for a, start, churn in ctx._rows(
-                "SELECT account_id, start_date, churn_date FROM accounts "
-                "WHERE churn_date IS NOT NULL AND churn_date <= start_date ORDER BY account_id LIMIT 5")]
-
-
-def _closed_before_opened(ctx: Context) -> list[str]:
-    return [f"ticket {t}: opened_at {str(opened)[:16]} is after the closed_at {str(closed)[:16]} the book "
-            "holds (the file has no closed_at column: give it)"
-            for t, opened, closed in ctx._rows(
-                "SELECT ticket_id, opened_at, closed_at FROM tickets "
-                "WHERE closed_at IS NOT NULL AND closed_at < opened_at ORDER BY ticket_id LIMIT 5")]
 
 
 def _contact(v: dict[str, Any], ctx: Context) -> Row:
@@ -557,7 +567,8 @@ KINDS: dict[str, Kind] = {
              "renewal_date", "churn_date", "churn_reason", "updated_at"),
             ("account_id",), (0,), _account, "account_id",
             together=(frozenset({"churn_date", "churn_reason"}),),
-            stored_rule=("churn_date", _churned_before_start),
+            stored_rule=KeptOrder("accounts", "account_id", "account", "start_date", "churn_date", ties=True,
+                                  width=10, verb="is not before", hint=", empty if the account is back"),
         ),
         Kind(
             "contacts", "contacts",
@@ -600,7 +611,9 @@ KINDS: dict[str, Kind] = {
                 Column("priority", PRIORITIES), Column("kind", TICKET_KINDS),
             ),
             ("ticket_id", "account_pk", "opened_at", "closed_at", "priority", "kind"),
-            ("ticket_id",), (0,), _ticket, "ticket_id", stored_rule=("closed_at", _closed_before_opened),
+            ("ticket_id",), (0,), _ticket, "ticket_id",
+            stored_rule=KeptOrder("tickets", "ticket_id", "ticket", "opened_at", "closed_at", ties=False,
+                                  width=16, verb="is after"),
         ),
         Kind(
             "invoices", "invoices",
